@@ -62,8 +62,8 @@ setup(
     extras_require={
         "sim": ["mujoco>=3.1"],
         "train": ["torch==2.13.0", "transformers>=4.40", "onnx>=1.16"],
-        "test": ["pytest>=8", "colcon-core>=0.15", "colcon-ros>=0.4"],
-        "dev": ["pytest>=8", "colcon-core>=0.15", "colcon-ros>=0.4", "ruff"],
+        "test": ["pytest>=8", "colcon-core>=0.15", "colcon-ros>=0.4", "colcon-package-information>=0.3"],
+        "dev": ["pytest>=8", "colcon-core>=0.15", "colcon-ros>=0.4", "colcon-package-information>=0.3", "ruff"],
     },
     zip_safe=False,
     entry_points={

@@ -212,11 +212,14 @@ class EmbeddedContext:
         deadline = None if timeout_s is None else start + int(timeout_s * NS_PER_S)
         try:
             while not predicate() and not self._shutdown.is_set():
-                now = self.wall.monotonic_ns()
-                if deadline is not None and now >= deadline:
+                if deadline is None:
+                    self.spin_once(timeout_s=3600.0)
+                    continue
+                left = (deadline - self.wall.monotonic_ns()) / NS_PER_S
+                if left <= 0:
+                    self.spin_once(0.0)  # work due exactly at the deadline still runs
                     break
-                left = None if deadline is None else (deadline - now) / NS_PER_S
-                self.spin_once(timeout_s=left if left is not None else 3600.0)
+                self.spin_once(timeout_s=left)
         finally:
             self._spun_ns += self.wall.monotonic_ns() - start
         return predicate()

@@ -1,0 +1,35 @@
+"""Shared fixtures: a context for each middleware the process can run.
+
+Node-level tests take ``context`` and run once per middleware: ``embedded`` always (when this process
+uses it), ``ros2`` where rclpy imports. On a ROS 2 machine, run the suite a second time with
+``EFM_MIDDLEWARE=embedded`` to cover the embedded middleware there too.
+"""
+from __future__ import annotations
+
+import pytest
+
+from efm_runtime import create_context, middleware
+from efm_runtime.clock import ManualWallSource
+
+ROS2_SKIP = ("ros2 middleware not active: rclpy does not import on this machine (ROS 2 is not installed); "
+             "these tests run where a ROS 2 Humble/Jazzy setup is sourced")
+EMBEDDED_SKIP = "this process uses the ros2 middleware; rerun with EFM_MIDDLEWARE=embedded"
+
+
+@pytest.fixture(params=["embedded", pytest.param("ros2", marks=pytest.mark.ros2)])
+def context(request):
+    if request.param != middleware():
+        pytest.skip(ROS2_SKIP if request.param == "ros2" else EMBEDDED_SKIP)
+    ctx = create_context(request.param)
+    yield ctx
+    ctx.shutdown()
+
+
+@pytest.fixture
+def embedded():
+    """An embedded context on a manual clock: time moves only when the executor waits."""
+    if middleware() != "embedded":
+        pytest.skip(EMBEDDED_SKIP)
+    ctx = create_context("embedded", wall=ManualWallSource())
+    yield ctx
+    ctx.shutdown()
