@@ -50,12 +50,12 @@ def _run_embedded(node_class, argv: list[str]) -> int:
     context = EmbeddedContext()
     options = NodeOptions(namespace=ros_args.remappings.get("__ns", "/"), parameters=ros_args.parameters,
                           remappings=ros_args.remappings, context=context)
-    node = build_node(node_class, options)
-    node.get_logger().info(
-        "running alone on the embedded middleware (rclpy not found): other processes cannot see its "
-        "topics; use `efm up GRAPH.yaml` to run a whole graph in one process")
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: context.request_shutdown())
+    node = build_node(node_class, options)
+    node.get_logger().info(
+        "running alone on the embedded middleware (no rclpy, or EFM_MIDDLEWARE=embedded): other processes "
+        "cannot see its topics; use `efm up GRAPH.yaml` to run a whole graph in one process")
     try:
         context.spin()
     finally:
