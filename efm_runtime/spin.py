@@ -31,7 +31,7 @@ def _run_ros2(node_class, argv: list[str]) -> int:
     node = None
     try:
         node = build_node(node_class, NodeOptions(context=context))
-        rclpy.spin(node._impl.rclpy_node)
+        context.executor.spin()  # the context's executor already owns the node
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
