@@ -16,6 +16,8 @@ NODES = {
     "smoke_talker": "efm_runtime.smoke.talker:SmokeTalker",
     "smoke_relay": "efm_runtime.smoke.relay:SmokeRelay",
     "smoke_listener": "efm_runtime.smoke.listener:SmokeListener",
+    "sim": "efm_sim.node:SimNode",
+    "episode_recorder": "efm_trainer.recorder_node:EpisodeRecorder",
 }
 
 
@@ -58,6 +60,7 @@ setup(
         # headless build: the same cv2 without the Qt/GL system libraries a robot computer may lack
         "opencv-python-headless>=4.8",
         "pyserial>=3.5",
+        "tqdm>=4.60",
     ],
     extras_require={
         "sim": ["mujoco>=3.1"],

@@ -93,6 +93,11 @@ class Node:
     def create_timer(self, period_s: float, callback: Callable[[], None]):
         return self._impl.create_timer(period_s, self._guard(f"timer ({period_s} s)", callback))
 
+    def create_wall_timer(self, period_s: float, callback: Callable[[], None]):
+        """A timer on the host's steady clock even when the node uses sim time (e.g. a simulator
+        that publishes /clock and so cannot wait on it)."""
+        return self._impl.create_wall_timer(period_s, self._guard(f"wall timer ({period_s} s)", callback))
+
     def create_service(self, srv_type: Any, name: str, callback: Callable[[Any, Any], Any]):
         guarded = self._guard(f"service '{name}'", callback)
 
@@ -128,7 +133,16 @@ NodeT = TypeVar("NodeT", bound=Node)
 
 def build_node(node_class: type[NodeT], options: NodeOptions | None = None) -> NodeT:
     """Construct a node and reject parameter overrides it never declared (typos in graph files)."""
-    node = node_class(options) if options is not None else node_class()
+    from .context import default_context
+
+    context = (options.context if options is not None else None) or default_context()
+    before = list(context.nodes)
+    try:
+        node = node_class(options) if options is not None else node_class()
+    except BaseException:
+        for half_built in [n for n in context.nodes if n not in before]:
+            half_built.destroy_node()  # release what its __init__ created before failing
+        raise
     try:
         node._impl.check_parameter_overrides()
     except ParameterError as exc:

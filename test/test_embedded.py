@@ -169,3 +169,16 @@ def test_shutdown_from_a_callback_stops_spin(embedded):
     Stopper(opts(embedded))
     embedded.spin(100.0)
     assert embedded.wall.monotonic_ns() == 500_000_000
+
+
+def test_wall_timer_runs_on_the_host_clock_under_sim_time(embedded):
+    ticks = []
+
+    class Driver(Node):
+        def __init__(self, options=None):
+            super().__init__("driver", options)
+            self.create_wall_timer(0.1, lambda: ticks.append(embedded.wall.monotonic_ns()))
+
+    Driver(opts(embedded, parameters={"use_sim_time": True}))  # no /clock is ever published
+    embedded.spin(0.5)
+    assert len(ticks) == 5

@@ -141,3 +141,16 @@ def test_sim_time_timer_follows_clock(context):
         context.spin_until(lambda: len(timed.ticks) >= step, 5.0)
     assert len(timed.ticks) == 10
     assert timed.ticks[-1] == 1_000_000_000
+
+
+class HalfBuilt(Node):
+    def __init__(self, options=None):
+        super().__init__("half_built", options)
+        self.create_publisher(String, "chatter", COMMANDS)
+        raise RuntimeError("device not found")
+
+
+def test_node_whose_init_fails_leaves_nothing_behind(context):
+    with pytest.raises(RuntimeError, match="device not found"):
+        make(context, HalfBuilt)
+    assert context.nodes == []

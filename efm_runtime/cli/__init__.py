@@ -14,6 +14,8 @@ from ..errors import EfmUserError
 SUBCOMMANDS = (
     "efm_runtime.cli.up",
     "efm_runtime.cli.nodes",
+    "efm_sim.cli",
+    "efm_trainer.dataset_cli",
 )
 
 

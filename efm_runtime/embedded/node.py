@@ -43,6 +43,9 @@ class EmbeddedNodeImpl:
     def create_timer(self, period_s: float, callback: Callable):
         return self._keep(self.context.add_timer(self, period_s, callback, self.clock.uses_sim_time))
 
+    def create_wall_timer(self, period_s: float, callback: Callable):
+        return self._keep(self.context.add_timer(self, period_s, callback, sim_time=False))
+
     def create_service(self, srv_type: Any, name: str, callback: Callable):
         return self._keep(self.context.add_service(self, self.resolve(name), srv_type, callback))
 

@@ -13,6 +13,7 @@ import traceback
 from typing import Any, Callable
 
 import rclpy
+from rclpy.clock import Clock as RclpyClock, ClockType
 from rclpy.context import Context as RclContext
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node as RclpyNode
@@ -159,6 +160,10 @@ class Ros2NodeImpl:
 
     def create_timer(self, period_s: float, callback):
         return self.rclpy_node.create_timer(period_s, callback)
+
+    def create_wall_timer(self, period_s: float, callback):
+        steady = RclpyClock(clock_type=ClockType.STEADY_TIME)
+        return self.rclpy_node.create_timer(period_s, callback, clock=steady)
 
     def create_service(self, srv_type, name: str, callback):
         return self.rclpy_node.create_service(srv_type, name, callback)
