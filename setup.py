@@ -63,7 +63,9 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "sim": ["mujoco>=3.1"],
+        # gym-aloha ships the Aloha MJCF assets; it pins mujoco<3.9 and dm-control<1.1, which
+        # resolve to mujoco 3.8.x with dm-control 1.0.x.
+        "sim": ["mujoco>=3.3,<3.9", "gym-aloha==0.1.5"],
         "train": ["torch==2.13.0", "transformers>=4.40", "onnx>=1.16"],
         "test": ["pytest>=8", "colcon-core>=0.15", "colcon-ros>=0.4", "colcon-package-information>=0.3"],
         "dev": ["pytest>=8", "colcon-core>=0.15", "colcon-ros>=0.4", "colcon-package-information>=0.3", "ruff"],
