@@ -85,7 +85,10 @@ def run_view(args) -> int:
         while len(tiles) % columns:
             tiles.append(np.zeros_like(tiles[0]))
         rows = [np.hstack(tiles[r:r + columns]) for r in range(0, len(tiles), columns)]
-        sheet = _label(np.vstack(rows), f"{title} ({episode.metadata.get('outcome', '?')})", scale=0.6)
+        grid = np.vstack(rows)
+        title_bar = _label(np.zeros((24, grid.shape[1], 3), np.uint8), f"{title} ({episode.metadata.get('outcome', '?')})",
+                           scale=0.5, y=17)
+        sheet = np.vstack([title_bar, grid])
         cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     elif out.suffix == ".mp4":
         height, width = frames[0].shape[:2]
@@ -101,9 +104,9 @@ def run_view(args) -> int:
     return 0
 
 
-def _label(frame, text: str, scale: float = 0.4):
+def _label(frame, text: str, scale: float = 0.4, y: int = 14):
     import cv2
 
     frame = frame.copy()
-    cv2.putText(frame, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(frame, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return frame

@@ -59,6 +59,10 @@ class EpisodeRecorder(Node):
             self.create_subscription(Image, f"camera/{camera}/image_raw",
                                      lambda m, c=camera: self._on_image(c, m), SENSOR_DATA)
 
+    @property
+    def recording(self) -> bool:
+        return self._writer is not None
+
     def _on_task(self, msg) -> None:
         if self._writer is not None:
             self.get_logger().warning(f"task {msg.episode_id} arrived while {self._writer.episode_id} was "

@@ -135,13 +135,14 @@ def run_demo_job(job: DemoJob, on_episode=None) -> None:
         sim = build_node(SimNode, NodeOptions(namespace=ns, context=context, parameters={
             "env": job.env, "task": job.task, "driver": "oracle", "oracle_noise": job.noise,
             "use_sim_time": True}))
-        build_node(EpisodeRecorder, NodeOptions(namespace=ns, context=context, parameters={
+        recorder = build_node(EpisodeRecorder, NodeOptions(namespace=ns, context=context, parameters={
             "out_dir": job.out_dir, "cameras": list(sim.env.camera_names),
             "proprio_topic": PROPRIO_TOPIC.get(job.env, "joint_states"), "use_sim_time": True}))
         job = replace(job, max_steps=job.max_steps or sim.env.max_policy_steps)
         director = DemoDirector(NodeOptions(namespace=ns, context=context, parameters={"use_sim_time": True}),
                                 job=job, on_episode=on_episode)
-        context.spin_until(lambda: director.done or bool(context.callback_errors))
+        # done only when the recorder has also saved the last episode the director ended
+        context.spin_until(lambda: (director.done and not recorder.recording) or bool(context.callback_errors))
         if director.failed:
             raise EfmUserError(director.failed)
         if context.callback_errors:

@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("efm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `efm dataset info | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 def _version() -> str:
