@@ -6,10 +6,15 @@ uses it), ``ros2`` where rclpy imports. On a ROS 2 machine, run the suite a seco
 """
 from __future__ import annotations
 
-import pytest
+import os
 
-from efm_runtime import create_context, middleware
-from efm_runtime.clock import ManualWallSource
+# Before anything imports mujoco: render offscreen through EGL (no display in CI).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import pytest  # noqa: E402
+
+from efm_runtime import create_context, middleware  # noqa: E402
+from efm_runtime.clock import ManualWallSource  # noqa: E402
 
 ROS2_SKIP = ("ros2 middleware not active: rclpy does not import on this machine (ROS 2 is not installed); "
              "these tests run where a ROS 2 Humble/Jazzy setup is sourced")

@@ -1,0 +1,46 @@
+"""`efm demos` on the real LanguageTable simulation: topics, parallel workers, resume, bad input."""
+import pytest
+
+pytest.importorskip("mujoco", reason="mujoco is not installed: pip install -e '.[sim]'")
+
+from efm_runtime import NodeOptions, build_node, create_context  # noqa: E402
+from efm_runtime.cli import main  # noqa: E402
+from efm_sim.node import SimNode  # noqa: E402
+from efm_trainer.episodes import episode_dirs, read_episode  # noqa: E402
+
+
+def test_language_table_sim_publishes_the_hardware_topics():
+    ctx = create_context("embedded")
+    build_node(SimNode, NodeOptions(namespace="/lt_1", context=ctx, parameters={"env": "language_table"}))
+    topics = {t.name: t.type_name for t in ctx.topic_statistics()}
+    ctx.shutdown()
+    assert topics["/lt_1/camera/top/image_raw"] == "sensor_msgs/msg/Image"
+    assert topics["/lt_1/effector"] == "geometry_msgs/msg/PointStamped"
+    assert topics["/lt_1/action"] == "efm_msgs/msg/ActionChunk"
+    assert "/clock" not in topics  # real time: no sim clock
+
+
+def test_demos_with_two_workers_then_resume(tmp_path, capsys):
+    out = tmp_path / "lt"
+    assert main(["demos", "--env", "language_table", "--task", "block2block", "--episodes", "4",
+                 "--workers", "2", "--out", str(out)]) == 0
+    assert "recorded 4 episodes (0 already there)" in capsys.readouterr().out
+    paths = episode_dirs(out)
+    assert [p.name for p in paths] == [f"language_table-block2block-{s:06d}" for s in range(1, 5)]
+    episode = read_episode(paths[0])
+    frame = next(episode.images("top"))[1]
+    assert frame.shape == (180, 320, 3)
+    assert episode.metadata["task_family"] == "block2block" and episode.metadata["embodiment"] == "language_table"
+    assert main(["demos", "--env", "language_table", "--task", "block2block", "--episodes", "5",
+                 "--out", str(out)]) == 0
+    assert "recorded 1 episodes (4 already there)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "languagetable"], "unknown environment 'languagetable'; did you mean 'language_table'?"),
+    (["--env", "language_table", "--task", "block2blok"], "did you mean 'block2block'?"),
+    (["--env", "language_table", "--noise", "2"], "--noise must be within [0, 1]"),
+])
+def test_demos_bad_input_is_explained(tmp_path, capsys, args, message):
+    assert main(["demos", *args, "--episodes", "1", "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
