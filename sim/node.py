@@ -16,7 +16,8 @@ Timing: without sim time the sim runs in real time: a wall timer executes one ac
 (LanguageTable 10 Hz, Aloha 50 Hz: a 5-action chunk per 10 Hz policy step). With use_sim_time it runs
 lock-step: it publishes an observation, waits for the action stamped with that observation (at most
 lock_step_timeout_s of wall time, then holds still), executes the chunk, advances /clock and publishes the
-next observation, so practice runs as fast as the nodes keep up. Between episodes it idles in real time.
+next observation, so practice runs as fast as the nodes keep up. Between episodes the clock runs in real
+time while the world stays frozen, so an episode depends only on its seed and its actions.
 
 Run: ``ros2 run efm sim --ros-args -p env:=language_table`` or, in a graph, ``efm up config/sim_*.yaml``.
 """
@@ -127,7 +128,10 @@ class SimNode(Node):
 
     def _idle_tick(self) -> None:
         if not self._episode_running():
-            self._advance_policy_step()
+            self.robot.idle_policy_step()
+            self._publish_clock()
+            self._finish_pending_reset()
+            self._publish_observation()
 
     def _oracle_tick(self) -> None:
         if not self._episode_running():

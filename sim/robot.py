@@ -40,6 +40,8 @@ class SimRobot:
         rng = np.random.default_rng(seed)
         task = self.env.sample_task(rng, task_family or None)
         self.env.reset(seed, task)
+        if self.oracle is not None:  # its noise too follows the scene's seed, not the episode order
+            self.oracle.rng = np.random.default_rng([seed, 1])
         self._actions.clear()
         self.episode = None
         return task
@@ -84,6 +86,11 @@ class SimRobot:
         action = self._actions.popleft() if self._actions else self.env.hold_action()
         self.env.step(action)
         self.sim_time_ns += self.control_period_ns
+
+    def idle_policy_step(self) -> None:
+        """Let one policy period pass without physics: in lock-step the world waits between episodes,
+        so how long an episode waited (wall-clock dependent) cannot change how it plays out."""
+        self.sim_time_ns += self.control_period_ns * self.env.chunk_size
 
     def count_policy_step(self) -> None:
         if self.episode is not None:

@@ -44,3 +44,18 @@ def test_demos_with_two_workers_then_resume(tmp_path, capsys):
 def test_demos_bad_input_is_explained(tmp_path, capsys, args, message):
     assert main(["demos", *args, "--episodes", "1", "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_episode_depends_only_on_its_seed(tmp_path):
+    """Same seeds, different worker split and run: identical episodes (lock-step freezes idle time)."""
+    from efm_trainer.episodes import summarize_dataset
+
+    runs = []
+    for name, workers in (("a", 1), ("b", 2)):
+        assert main(["demos", "--env", "language_table", "--episodes", "6", "--workers", str(workers),
+                     "--noise", "0.5", "--out", str(tmp_path / name)]) == 0
+        runs.append({e["episode_id"]: (e["steps"], e["outcome"], e["instruction"])
+                     for e in summarize_dataset(tmp_path / name).episodes})
+    assert runs[0] == runs[1] and len(runs[0]) == 6
+    first = [read_episode(episode_dirs(tmp_path / n)[0]).topic("/action") for n in ("a", "b")]
+    assert [list(m.values) for _, m in first[0]] == [list(m.values) for _, m in first[1]]
