@@ -67,7 +67,9 @@ class SimNode(Node):
             raise ParameterError(f"parameter 'driver' must be 'topic' or 'oracle', got {self._driver!r}")
         self._lock_step = self.get_parameter("use_sim_time").value
 
-        env = make_env(env_name)
+        cameras = self.declare_parameter("cameras", [], type="string_array",
+                                         description="cameras to publish; empty = the environment's defaults").value
+        env = make_env(env_name, cameras=cameras)
         check_task_name(env, task_family or None)
         self._task_family = task_family
         oracle = make_oracle(env, noise, seed) if self._driver == "oracle" else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable
 
 from efm_runtime.errors import EfmUserError, did_you_mean
@@ -40,8 +41,20 @@ def _factories(name: str):
     return _load(env_target), _load(oracle_target)
 
 
-def make_env(name: str, **options) -> SimEnv:
-    return _factories(name)[0](**options)
+def make_env(name: str, cameras: list[str] | tuple[str, ...] | None = None, **options) -> SimEnv:
+    """An environment; ``cameras`` picks among the ones it offers (all of its defaults when empty)."""
+    factory = _factories(name)[0]
+    takes_cameras = "cameras" in inspect.signature(factory).parameters
+    try:
+        env = factory(cameras=tuple(cameras), **options) if cameras and takes_cameras else factory(**options)
+    except ValueError as exc:  # the environment's own check, e.g. of camera or block-set names
+        raise EfmUserError(f"environment '{name}': {exc}") from None
+    unknown = [c for c in cameras or () if c not in env.camera_names]
+    if unknown:
+        env.close()
+        raise EfmUserError(f"environment '{name}' has no camera '{unknown[0]}'"
+                           + did_you_mean(unknown[0], env.camera_names))
+    return env
 
 
 def make_oracle(env: SimEnv, noise: float = 0.0, seed: int = 0) -> Oracle:

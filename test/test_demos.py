@@ -59,3 +59,25 @@ def test_an_episode_depends_only_on_its_seed(tmp_path):
     assert runs[0] == runs[1] and len(runs[0]) == 6
     first = [read_episode(episode_dirs(tmp_path / n)[0]).topic("/action") for n in ("a", "b")]
     assert [list(m.values) for _, m in first[0]] == [list(m.values) for _, m in first[1]]
+
+
+def test_aloha_sim_publishes_joint_states_and_chosen_cameras():
+    ctx = create_context("embedded")
+    sim = build_node(SimNode, NodeOptions(namespace="/aloha_1", context=ctx, parameters={
+        "env": "aloha", "cameras": ["top", "left_wrist"]}))
+    topics = {t.name: t.type_name for t in ctx.topic_statistics()}
+    ctx.shutdown()
+    assert sim.env.action_dim * sim.env.chunk_size == 70  # 5 x 14 values per 10 Hz policy step
+    assert topics["/aloha_1/joint_states"] == "sensor_msgs/msg/JointState"
+    assert {t for t in topics if "/camera/" in t} == {"/aloha_1/camera/top/image_raw",
+                                                      "/aloha_1/camera/left_wrist/image_raw"}
+
+
+@pytest.mark.parametrize("env, camera", [("language_table", "front"), ("aloha", "wrist_left")])
+def test_unknown_camera_is_a_clear_error(env, camera):
+    from efm_runtime.errors import EfmUserError
+
+    ctx = create_context("embedded")
+    with pytest.raises(EfmUserError, match=f"camera.*'{camera}'"):
+        build_node(SimNode, NodeOptions(context=ctx, parameters={"env": env, "cameras": [camera]}))
+    assert ctx.nodes == []
