@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -25,7 +24,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    os.environ.setdefault("MUJOCO_GL", "egl")
     from efm_runtime.errors import EfmUserError
 
     from .demos import pending_seeds, record_demos

@@ -22,16 +22,13 @@ within 1 mm so that a peg resting on the pin does not flicker in and out of succ
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-    os.environ["MUJOCO_GL"] = "egl"  # headless: render offscreen (has no effect once mujoco is imported)
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+import mujoco  # efm_sim/__init__ has already chosen offscreen EGL unless MUJOCO_GL was set
+import numpy as np
 
-from ..env import Observation, SimEnv, TaskSpec  # noqa: E402
+from ..env import Observation, SimEnv, TaskSpec
 
 SCENE_FILES = {"transfer_cube": "bimanual_viperx_transfer_cube.xml", "insertion": "bimanual_viperx_insertion.xml"}
 INSTRUCTIONS = {"transfer_cube": "transfer the cube to the other arm", "insertion": "insert the peg into the socket"}
