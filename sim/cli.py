@@ -27,7 +27,7 @@ def run(args) -> int:
     from efm_runtime.errors import EfmUserError
 
     from .demos import pending_seeds, record_demos
-    from .registry import check_task_name, env_names, make_env
+    from .registry import check_task_name, make_env
 
     if args.episodes < 1:
         raise EfmUserError(f"--episodes must be >= 1, got {args.episodes}")
@@ -37,9 +37,7 @@ def run(args) -> int:
         raise EfmUserError(f"--noise must be within [0, 1], got {args.noise}")
     if args.first_seed < 1:
         raise EfmUserError("--first-seed must be >= 1 (seed 0 means 'any' to a scene reset)")
-    if args.env not in env_names():
-        make_env(args.env)  # raises with a suggestion
-    env = make_env(args.env)
+    env = make_env(args.env)  # an unknown name raises with the closest valid one
     check_task_name(env, args.task or None)
     env.close()
 

@@ -25,8 +25,6 @@ Bool = get_message("std_msgs/msg/Bool")
 Clock = get_message("rosgraph_msgs/msg/Clock")
 ResetScene = get_service("efm_msgs/srv/ResetScene")
 
-PROPRIO_TOPIC = {"language_table": "effector"}
-
 
 def episode_id(env: str, task: str, seed: int) -> str:
     return f"{env}-{task or 'any'}-{seed:06d}"
@@ -137,7 +135,7 @@ def run_demo_job(job: DemoJob, on_episode=None) -> None:
             "use_sim_time": True}))
         recorder = build_node(EpisodeRecorder, NodeOptions(namespace=ns, context=context, parameters={
             "out_dir": job.out_dir, "cameras": list(sim.env.camera_names),
-            "proprio_topic": PROPRIO_TOPIC.get(job.env, "joint_states"), "use_sim_time": True}))
+            "proprio_topic": sim.env.proprio_topic, "use_sim_time": True}))
         job = replace(job, max_steps=job.max_steps or sim.env.max_policy_steps)
         director = DemoDirector(NodeOptions(namespace=ns, context=context, parameters={"use_sim_time": True}),
                                 job=job, on_episode=on_episode)

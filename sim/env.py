@@ -37,6 +37,7 @@ class SimEnv(abc.ABC):
     camera_names: tuple[str, ...]
     image_size: dict[str, tuple[int, int]]   # camera -> (height, width)
     proprio_names: tuple[str, ...]    # LanguageTable: ("x", "y"); Aloha: the 14 joint names
+    proprio_topic: str = "joint_states"  # sensor_msgs/JointState; "effector": geometry_msgs/PointStamped x, y
     max_policy_steps: int             # episode limit in policy steps (LanguageTable 200)
     task_names: tuple[str, ...]       # valid values of `task` for reset/sample_task
 
@@ -60,15 +61,21 @@ class SimEnv(abc.ABC):
     def is_success(self) -> bool:
         """Ground truth: has the current task been achieved?"""
 
-    @property
-    @abc.abstractmethod
-    def task(self) -> TaskSpec:
-        """The current episode's task."""
+    # Subclasses set _task in reset() and count control steps in _steps; task and time_s derive from them.
+    _task: TaskSpec | None = None
+    _steps: int = 0
 
     @property
-    @abc.abstractmethod
+    def task(self) -> TaskSpec:
+        """The current episode's task."""
+        if self._task is None:
+            raise RuntimeError("call reset() first")
+        return self._task
+
+    @property
     def time_s(self) -> float:
         """Simulated seconds since reset."""
+        return self._steps / self.control_hz
 
     def hold_action(self) -> np.ndarray:
         """The action that keeps the robot still (delta envs: zeros; joint-position envs override)."""

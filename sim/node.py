@@ -46,7 +46,6 @@ ResetScene = get_service("efm_msgs/srv/ResetScene")
 
 TERMINAL_STATES = {EpisodeStatus.STATE_SUCCEEDED, EpisodeStatus.STATE_FAILED, EpisodeStatus.STATE_TIMED_OUT,
                    EpisodeStatus.STATE_ABORTED, EpisodeStatus.STATE_ESTOPPED}
-PROPRIO_TOPIC = {"language_table": "effector"}  # every other environment publishes joint_states
 
 
 class SimNode(Node):
@@ -77,9 +76,8 @@ class SimNode(Node):
         self.env = env
 
         self._image_pubs = {c: self.create_publisher(Image, f"camera/{c}/image_raw", SENSOR_DATA) for c in env.camera_names}
-        proprio_topic = PROPRIO_TOPIC.get(env.name, "joint_states")
-        self._proprio_pub = self.create_publisher(PointStamped if proprio_topic == "effector" else JointState,
-                                                  proprio_topic, SENSOR_DATA)
+        self._proprio_pub = self.create_publisher(
+            PointStamped if env.proprio_topic == "effector" else JointState, env.proprio_topic, SENSOR_DATA)
         self._clock_pub = self.create_publisher(Clock, "/clock", COMMANDS) if self._lock_step else None
         self._ready_pub = self.create_publisher(String, "scene_ready", LATCHED)
         self._truth_pub = self.create_publisher(Bool, "sim/ground_truth_success", COMMANDS)
@@ -213,7 +211,7 @@ class SimNode(Node):
                 encoding="rgb8", is_bigendian=0, step=width * 3, data=frame.tobytes()))
         proprio = [float(v) for v in observation.proprio]
         header = Header(stamp=stamp, frame_id="world")
-        if PROPRIO_TOPIC.get(self.env.name) == "effector":
+        if self.env.proprio_topic == "effector":
             self._proprio_pub.publish(PointStamped(header=header, point=Point(x=proprio[0], y=proprio[1], z=0.0)))
         else:
             self._proprio_pub.publish(JointState(header=header, name=list(self.env.proprio_names), position=proprio))

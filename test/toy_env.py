@@ -59,14 +59,6 @@ class ToyEnv(SimEnv):
     def is_success(self):
         return bool(np.linalg.norm(self._pos - np.asarray(self._task.params["goal"])) < 0.05)
 
-    @property
-    def task(self):
-        return self._task
-
-    @property
-    def time_s(self):
-        return self._steps / self.control_hz
-
 
 class ToyOracle(Oracle):
     def reset(self):

@@ -40,6 +40,10 @@ class CallbackError:
     callback: str
     error: str
 
+    @classmethod
+    def from_exception(cls, node: str, callback: str, exc: BaseException) -> "CallbackError":
+        return cls(node, callback, "".join(traceback.format_exception_only(type(exc), exc)).strip())
+
 
 @dataclass(frozen=True)
 class TopicStats:
@@ -258,8 +262,7 @@ class EmbeddedContext:
 
     # ---- errors, statistics, shutdown --------------------------------------------------------
     def record_callback_error(self, node_fqn: str, callback: str, exc: BaseException) -> None:
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        self.callback_errors.append(CallbackError(node_fqn, callback, text))
+        self.callback_errors.append(CallbackError.from_exception(node_fqn, callback, exc))
 
     def topic_statistics(self) -> list[TopicStats]:
         seconds = self._spun_ns / NS_PER_S

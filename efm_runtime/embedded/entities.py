@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..futures import Future
-from ..messages import validate_message
+from ..messages import message_type_name, validate_message
 from ..qos import QoS
 
 if TYPE_CHECKING:
@@ -142,14 +142,8 @@ class Client:
         return self.node.context.spin_until(self.service_is_ready, timeout_sec)
 
     def call_async(self, request: Any) -> Future:
-        validate_message(request, _type_name(self.srv_type.Request))
+        validate_message(request, message_type_name(self.srv_type.Request))
         return self.node.context.call_service(self, request)
 
     def destroy(self) -> None:
         pass
-
-
-def _type_name(cls: Any) -> str:
-    from ..messages import message_type_name
-
-    return message_type_name(cls)

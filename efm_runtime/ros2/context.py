@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
 from typing import Any, Callable
 
 import rclpy
@@ -89,8 +88,7 @@ class Ros2Context:
         return impl
 
     def record_callback_error(self, node_fqn: str, callback: str, exc: BaseException) -> None:
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        self.callback_errors.append(CallbackError(node_fqn, callback, text))
+        self.callback_errors.append(CallbackError.from_exception(node_fqn, callback, exc))
 
     def spin_once(self, timeout_s: float = 0.0) -> bool:
         self.executor.spin_once(timeout_sec=timeout_s)

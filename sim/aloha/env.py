@@ -276,16 +276,6 @@ class AlohaEnv(SimEnv):
         """The last commanded action (the start pose after a reset): joint targets, so holding = repeating."""
         return self._last_action.copy()
 
-    @property
-    def task(self) -> TaskSpec:
-        if self._task is None:
-            raise RuntimeError("call reset() first")
-        return self._task
-
-    @property
-    def time_s(self) -> float:
-        return self._steps / self.control_hz
-
     def close(self) -> None:
         for scene in self._scenes.values():
             if scene.renderer is not None:

@@ -211,6 +211,7 @@ class LanguageTableEnv(SimEnv):
 
     name = "language_table"
     control_hz = CONTROL_HZ
+    proprio_topic = "effector"
     policy_hz = 10.0
     action_dim = 2
     chunk_size = 1
@@ -283,16 +284,6 @@ class LanguageTableEnv(SimEnv):
 
     def is_success(self) -> bool:
         return T.task_success(self.task, self.block_positions())
-
-    @property
-    def task(self) -> TaskSpec:
-        if self._task is None:
-            raise RuntimeError("call reset() first")
-        return self._task
-
-    @property
-    def time_s(self) -> float:
-        return self._steps / CONTROL_HZ
 
     def close(self) -> None:
         if self._renderer is not None:
