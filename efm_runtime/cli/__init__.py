@@ -16,6 +16,7 @@ SUBCOMMANDS = (
     "efm_runtime.cli.nodes",
     "efm_sim.cli",
     "efm_trainer.dataset_cli",
+    "efm_trainer.train_cli",
 )
 
 

