@@ -18,6 +18,7 @@ NODES = {
     "smoke_listener": "efm_runtime.smoke.listener:SmokeListener",
     "sim": "efm_sim.node:SimNode",
     "episode_recorder": "efm_trainer.recorder_node:EpisodeRecorder",
+    "policy": "efm_policy.node:PolicyNode",
 }
 
 
