@@ -5,9 +5,11 @@ Every test steps simulated time itself (publish /clock, then run the executor un
 Background model loads are waited for with ``wait_for_loads``; a loader that blocks on an event
 stands in for a slow load, so "no missed tick during a swap" is shown, not timed.
 """
+import json
 import logging
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,10 +44,21 @@ HEIGHT, WIDTH = 36, 64   # camera frames; the model's input is 32x48, so the run
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """Three exported tiny models: v1 and v2 for this robot ("toy"), and one for another embodiment."""
+    """v1 and v2 for this robot ("toy"), and the same weights relabelled for two other embodiments
+    (two exports instead of four: the embodiment check reads only the manifest)."""
     root = tmp_path_factory.mktemp("models")
-    return {"v1": tiny_model_dir(root, name="v1", seed=1), "v2": tiny_model_dir(root, name="v2", seed=2),
-            "aloha": tiny_model_dir(root, name="aloha", embodiment="aloha", seed=3)}
+    v1, v2 = tiny_model_dir(root, name="v1", seed=1), tiny_model_dir(root, name="v2", seed=2)
+    return {"v1": v1, "v2": v2, "aloha": relabel(v1, root / "aloha", "aloha"),
+            "language_table": relabel(v1, root / "lt", "language_table", version="lt")}
+
+
+def relabel(model_dir, out, embodiment, version=None):
+    shutil.copytree(model_dir, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["embodiment"] = manifest["policy_config"]["embodiment"] = embodiment
+    manifest["version"] = version or out.name
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
 
 
 @pytest.fixture
@@ -370,3 +383,37 @@ def test_policy_node_is_listed_by_efm_nodes(capsys):
 
     assert main(["nodes"]) == 0
     assert "policy  " in capsys.readouterr().out
+
+
+def test_shipped_graph_drives_the_simulated_robot_once_an_episode_starts(models):
+    """config/sim_language_table_policy.yaml in real time on a manual wall clock: deterministic."""
+    import yaml
+
+    from efm_runtime.embedded import EmbeddedContext
+    from efm_runtime.graph import parse_graph
+    from efm_runtime.registry import node_entry_points
+    from efm_runtime.runner import bring_up
+
+    path = Path(__file__).resolve().parents[1] / "config" / "sim_language_table_policy.yaml"
+    data = yaml.safe_load(path.read_text())
+    (policy,) = [n for n in data["robots"]["lt_1"]["nodes"] if n["executable"] == "policy"]
+    policy["parameters"]["model_dir"] = str(models["language_table"])
+    ctx = EmbeddedContext(ManualWallSource())
+    try:
+        bring_up(parse_graph(data, str(path), known_executables=node_entry_points()), ctx)
+        robot = Robot(NodeOptions(namespace="/lt_1", context=ctx))
+        positions = []
+        robot.create_subscription(PointStamped, "effector", lambda m: positions.append((m.point.x, m.point.y)),
+                                  SENSOR_DATA)
+        ctx.spin(1.0)
+        assert robot.actions == []  # no episode yet: the policy holds back
+        robot.task_pub.publish(Task(episode_id="try-1", instruction=INSTRUCTIONS[0]))
+        before = len(positions)
+        assert ctx.spin_until(lambda: len(robot.actions) >= 20, 2.5)
+        stamps = [Time.from_msg(a.header.stamp).nanoseconds for a in robot.actions]
+        assert np.all(np.diff(stamps) == PERIOD_NS)  # one chunk per camera frame, at 10 Hz
+        assert {a.policy_version for a in robot.actions} == {"lt"} and [a.step for a in robot.actions] == list(range(20))
+        assert max(abs(np.subtract(p, positions[before])).max() for p in positions[before:]) > 0  # it moved
+        assert ctx.callback_errors == []
+    finally:
+        ctx.shutdown()
