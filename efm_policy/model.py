@@ -162,3 +162,19 @@ def load_policy(checkpoint: str, map_location: str = "cpu") -> tuple[EFMPolicy, 
     model = EFMPolicy(config, Tokenizers.from_dict(state["tokenizers"]), pretrained=False)
     model.load_state_dict(state["model"])
     return model.eval(), state
+
+
+def save_untrained_checkpoint(run_dir, config: PolicyConfig, tokenizers: Tokenizers, pretrained: bool = False,
+                              instructions=()) -> "Path":
+    """A run directory holding a freshly initialised policy, laid out as `efm train sft` leaves one:
+    what tests and benchmarks export when the weights do not matter, only the architecture."""
+    import json
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = EFMPolicy(config, tokenizers, pretrained=pretrained)
+    torch.save({"model": model.state_dict(), "optimizer": {}, "step": 0, "config": config.to_dict(),
+                "tokenizers": tokenizers.to_dict()}, run_dir / "checkpoint.pt")
+    (run_dir / "instructions.json").write_text(json.dumps(list(instructions)))
+    return run_dir

@@ -11,12 +11,14 @@ to continue, evaluate or export:
     RUN/checkpoint.pt        model, optimizer state, step: replaced atomically, so a kill loses at most
                              the steps since the last checkpoint; Stage 2 continues from it
     RUN/metrics.jsonl        one JSON line per log interval and per validation
+    RUN/features-*.npy       the frozen backbone's features of every frame (when the backbone is frozen)
 
 Every step draws its batch and its dropout from (seed, step) alone, so a resumed run takes exactly
 the step the uninterrupted run would have taken.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -61,6 +63,7 @@ class SFTSettings:
     image_size: tuple[int, int] = (96, 160)
     cameras: list[str] = field(default_factory=list)     # empty: every camera of the first episode
     trainable_vision_blocks: int | None = None           # None: 0 for small/hf (cached features), all for scratch
+    token_pool: int = 2
     d_model: int = 128
     layers: int = 2
 
@@ -123,6 +126,7 @@ class SFTRun:
             self._pending_layout = dict(
                 embodiment=embodiment, cameras=tuple(cameras), backbone=settings.backbone, hf_path=settings.hf_path,
                 history=settings.history, image_size=tuple(settings.image_size), d_model=settings.d_model,
+                token_pool=settings.token_pool,
                 layers=settings.layers, trainable_vision_blocks=trainable)
             self._max_steps = max_steps
             self.config = None
@@ -179,7 +183,7 @@ class SFTRun:
     def _check_resume_settings(self) -> None:
         saved = json.loads((self.dir / "settings.json").read_text())
         fixed = ("backbone", "hf_path", "history", "image_size", "action_bins", "steps_to_go_bins", "seed",
-                 "batch_size", "lr", "d_model", "layers")
+                 "batch_size", "lr", "d_model", "layers", "token_pool")
         ours = asdict(self.settings)
         changed = [f"{k}: run has {saved[k]!r}, command gives {ours[k]!r}" for k in fixed
                    if k in saved and json.loads(json.dumps(ours[k])) != saved[k]]
@@ -199,7 +203,16 @@ class SFTRun:
                  f"{len(self.val_index)} validation samples ({int(held_out.sum())} held-out episodes)")
 
     def _cache_features(self) -> torch.Tensor:
-        """The frozen backbone's features of every frame, computed once (fp16 to halve the memory)."""
+        """The frozen backbone's features of every frame (fp16), computed once and kept in the run
+        directory, so a resumed or repeated run on the same episodes skips the slowest part."""
+        config = self.config
+        key = hashlib.sha256(json.dumps([self.data.episodes, len(self.data.frames), config.backbone, config.hf_path,
+                                         list(config.image_size), config.token_pool]).encode()).hexdigest()[:16]
+        path = self.dir / f"features-{key}.npy"
+        if path.is_file():
+            return torch.from_numpy(np.load(path))
+        for stale in self.dir.glob("features-*.npy"):
+            stale.unlink()
         self.model.eval()
         frames = self.data.frames
         chunks = []
@@ -208,7 +221,12 @@ class SFTRun:
                 batch = torch.from_numpy(frames[start:start + 128]).unsqueeze(1)
                 chunks.append(self.model.vision_features(batch)[:, 0].half())
         self.model.train()
-        return torch.cat(chunks)
+        features = torch.cat(chunks)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as handle:
+            np.save(handle, features.numpy())
+        os.replace(tmp, path)
+        return features
 
     # -- training -----------------------------------------------------------------------------
     def _inputs(self, index: np.ndarray):
