@@ -17,6 +17,7 @@ NODES = {
     "smoke_relay": "efm_runtime.smoke.relay:SmokeRelay",
     "smoke_listener": "efm_runtime.smoke.listener:SmokeListener",
     "sim": "efm_sim.node:SimNode",
+    "sim_episodes": "efm_sim.director:DemoDirector",
     "episode_recorder": "efm_trainer.recorder_node:EpisodeRecorder",
     "policy": "efm_policy.node:PolicyNode",
 }
