@@ -102,7 +102,9 @@ class EFMPolicy(nn.Module):
         with torch.no_grad():
             self.vision.eval()   # no batch-norm statistics from the dummy frame
             dummy = torch.zeros(1, 1, *config.image_size, 3, dtype=torch.uint8)
-            tokens_per_view = self.vision_features(dummy).shape[2]
+            grid = self.vision(dummy[:, 0].permute(0, 3, 1, 2).float())
+            self.grid = tuple(grid.shape[2:]) if grid.dim() == 4 else None    # CNN (h, w); None for ViT tokens
+            tokens_per_view = self._pool(self.vision_features(dummy)).shape[2]
         self.position_embedding = nn.Parameter(torch.randn(tokens_per_view, d) * 0.02)
         self.train()
 
@@ -116,16 +118,25 @@ class EFMPolicy(nn.Module):
         return not any(p.requires_grad for p in self.vision.parameters())
 
     def vision_features(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, views, H, W, 3) -> backbone features (B, views, tokens, channels)."""
+        """uint8 (B, views, H, W, 3) -> backbone features (B, views, tokens, channels), one token per
+        cell of a CNN's grid (before ``token_pool``, so a feature cache serves any pooling)."""
         batch, views = images.shape[:2]
         # uint8 HWC -> float CHW in [-1, 1], the range EfficientNet-Lite and SigLIP were trained on.
         x = images.reshape(batch * views, *images.shape[2:]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         features = self.vision(x)
-        if features.dim() == 4:                      # a CNN grid (B, C, h, w): pool, then one token per cell
-            if self.config.token_pool > 1:
-                features = nn.functional.avg_pool2d(features, self.config.token_pool, ceil_mode=True)
+        if features.dim() == 4:
             features = features.flatten(2).transpose(1, 2)
         return features.reshape(batch, views, *features.shape[1:])
+
+    def _pool(self, features: torch.Tensor) -> torch.Tensor:
+        """Average neighbouring grid cells ``token_pool`` x ``token_pool``: fewer tokens to fuse."""
+        pool = self.config.token_pool
+        if self.grid is None or pool == 1:
+            return features
+        batch, views, _, channels = features.shape
+        grid = features.reshape(batch * views, *self.grid, channels).permute(0, 3, 1, 2)
+        pooled = nn.functional.avg_pool2d(grid, pool, ceil_mode=True)
+        return pooled.flatten(2).transpose(1, 2).reshape(batch, views, -1, channels)
 
     def forward(self, images: torch.Tensor, proprio: torch.Tensor, instruction: torch.Tensor):
         return self.forward_features(self.vision_features(images), proprio, instruction)
@@ -133,7 +144,8 @@ class EFMPolicy(nn.Module):
     def forward_features(self, features: torch.Tensor, proprio: torch.Tensor, instruction: torch.Tensor):
         """The heads from backbone features, as :meth:`forward` does from frames."""
         batch = features.shape[0]
-        image_tokens = self.image_proj(features.float()) + self.position_embedding + self.view_embedding
+        features = self._pool(features.float())
+        image_tokens = self.image_proj(features) + self.position_embedding + self.view_embedding
         proprio = (proprio - self.proprio_mean) / self.proprio_std
         sequence = torch.cat([
             self.readouts.unsqueeze(0).expand(batch, -1, -1),

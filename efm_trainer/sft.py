@@ -207,7 +207,7 @@ class SFTRun:
         directory, so a resumed or repeated run on the same episodes skips the slowest part."""
         config = self.config
         key = hashlib.sha256(json.dumps([self.data.episodes, len(self.data.frames), config.backbone, config.hf_path,
-                                         list(config.image_size), config.token_pool]).encode()).hexdigest()[:16]
+                                         list(config.image_size)]).encode()).hexdigest()[:16]
         path = self.dir / f"features-{key}.npy"
         if path.is_file():
             return torch.from_numpy(np.load(path))
