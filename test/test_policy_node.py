@@ -385,7 +385,7 @@ def test_policy_node_is_listed_by_efm_nodes(capsys):
     assert "policy  " in capsys.readouterr().out
 
 
-def test_shipped_graph_drives_the_simulated_robot_once_an_episode_starts(models):
+def test_shipped_graph_closes_the_loop_episode_by_episode(models):
     """config/sim_language_table_policy.yaml in real time on a manual wall clock: deterministic."""
     import yaml
 
@@ -393,27 +393,35 @@ def test_shipped_graph_drives_the_simulated_robot_once_an_episode_starts(models)
     from efm_runtime.graph import parse_graph
     from efm_runtime.registry import node_entry_points
     from efm_runtime.runner import bring_up
+    from efm_sim.registry import make_env
 
     path = Path(__file__).resolve().parents[1] / "config" / "sim_language_table_policy.yaml"
     data = yaml.safe_load(path.read_text())
-    (policy,) = [n for n in data["robots"]["lt_1"]["nodes"] if n["executable"] == "policy"]
-    policy["parameters"]["model_dir"] = str(models["language_table"])
+    nodes = {n["executable"]: n for n in data["robots"]["lt_1"]["nodes"]}
+    assert set(nodes) == {"sim", "policy", "sim_episodes"}
+    nodes["policy"]["parameters"]["model_dir"] = str(models["language_table"])
+    env = make_env("language_table")  # a scene whose instruction the tiny model knows (it has no text encoder)
+    seed = next(s for s in range(1, 1000) if env.sample_task(np.random.default_rng(s), "block2block").instruction
+                in INSTRUCTIONS)
+    env.close()
+    nodes["sim_episodes"]["parameters"].update(first_seed=seed, max_steps=20)
     ctx = EmbeddedContext(ManualWallSource())
     try:
         bring_up(parse_graph(data, str(path), known_executables=node_entry_points()), ctx)
         robot = Robot(NodeOptions(namespace="/lt_1", context=ctx))
-        positions = []
+        positions, statuses = [], []
         robot.create_subscription(PointStamped, "effector", lambda m: positions.append((m.point.x, m.point.y)),
                                   SENSOR_DATA)
-        ctx.spin(1.0)
-        assert robot.actions == []  # no episode yet: the policy holds back
-        robot.task_pub.publish(Task(episode_id="try-1", instruction=INSTRUCTIONS[0]))
-        before = len(positions)
-        assert ctx.spin_until(lambda: len(robot.actions) >= 20, 2.5)
-        stamps = [Time.from_msg(a.header.stamp).nanoseconds for a in robot.actions]
+        robot.create_subscription(EpisodeStatus, "episode", statuses.append, COMMANDS)
+        assert ctx.spin_until(lambda: statuses, 10.0)  # reset (1 s) + 20 steps at 10 Hz, then the next episode
+        first = statuses[0].episode_id
+        actions = [a for a in robot.actions if a.episode_id == first]
+        assert len(actions) == statuses[0].steps == 20  # one chunk per policy step of the episode
+        assert [a.step for a in actions] == list(range(20))
+        stamps = [Time.from_msg(a.header.stamp).nanoseconds for a in actions]
         assert np.all(np.diff(stamps) == PERIOD_NS)  # one chunk per camera frame, at 10 Hz
-        assert {a.policy_version for a in robot.actions} == {"lt"} and [a.step for a in robot.actions] == list(range(20))
-        assert max(abs(np.subtract(p, positions[before])).max() for p in positions[before:]) > 0  # it moved
+        assert {a.policy_version for a in actions} == {"lt"} and statuses[0].policy_version == "lt"
+        assert len(set(positions)) > 1  # the robot moved under the policy
         assert ctx.callback_errors == []
     finally:
         ctx.shutdown()
