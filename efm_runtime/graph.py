@@ -19,7 +19,7 @@ name, the closest valid one.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,28 @@ def load_graph(path: str | Path, known_executables: Collection[str] | None = Non
     except yaml.YAMLError as exc:
         raise GraphError(f"{path}: not valid YAML: {exc}") from None
     return parse_graph(data, path, known_executables)
+
+
+def override_parameters(graph: Graph, assignments: list[str]) -> Graph:
+    """``graph`` with ``NODE.PARAM=VALUE`` assignments applied (``efm up -p``), where NODE is a node's
+    name or executable (every robot's node of that name) and VALUE is read as YAML (``10``, ``true``,
+    ``[top]``, a path)."""
+    nodes = list(graph.nodes)
+    for assignment in assignments:
+        target, equals, text = assignment.partition("=")
+        node_name, dot, parameter = target.rpartition(".")
+        if not equals or not dot or not node_name or not parameter:
+            raise GraphError(f"-p {assignment!r}: expected NODE.PARAM=VALUE, e.g. policy.model_dir=models/lt-v1")
+        value = yaml.safe_load(text) if text else ""
+        _parameter_value(value, graph.path, f"-p {assignment}")
+        matched = [i for i, n in enumerate(nodes) if node_name in (n.name, n.executable)]
+        if not matched:
+            known = sorted({n.name or n.executable for n in nodes})
+            raise GraphError(f"-p {assignment!r}: no node '{node_name}' in {graph.path} (nodes: {', '.join(known)})"
+                             + did_you_mean(node_name, known))
+        for i in matched:
+            nodes[i] = replace(nodes[i], parameters={**nodes[i].parameters, parameter: value})
+    return replace(graph, nodes=tuple(nodes))
 
 
 def parse_graph(data: Any, path: str = "<graph>", known_executables: Collection[str] | None = None) -> Graph:

@@ -91,3 +91,18 @@ nodes: [{executable: smoke_listener, namespace: /ops}]
     talker, listener = graph.nodes
     assert (talker.namespace, talker.use_sim_time, talker.robot) == ("/lab/arm_1", False, "arm")
     assert (listener.namespace, listener.use_sim_time, listener.robot) == ("/ops", True, None)
+
+
+def test_command_line_parameters_override_every_matching_node():
+    from efm_runtime.graph import override_parameters
+
+    graph = load_graph(ROOT / "config" / "smoke.yaml", KNOWN)
+    changed = override_parameters(graph, ["smoke_talker.rate_hz=2.5", "smoke_listener.log_every=3"])
+    talkers = [n for n in changed.nodes if n.executable == "smoke_talker"]
+    assert len(talkers) == 2 and all(n.parameters["rate_hz"] == 2.5 for n in talkers)
+    assert all(n.parameters["log_every"] == 3 for n in changed.nodes if n.executable == "smoke_listener")
+    assert graph.nodes != changed.nodes                      # the loaded graph itself is left alone
+    with pytest.raises(GraphError, match="no node 'smoke_talkr'.*did you mean 'smoke_talker'"):
+        override_parameters(graph, ["smoke_talkr.rate_hz=1"])
+    with pytest.raises(GraphError, match="expected NODE.PARAM=VALUE"):
+        override_parameters(graph, ["rate_hz=1"])

@@ -16,6 +16,9 @@ def register(subparsers) -> None:
     parser.add_argument("graph", help="graph YAML file, e.g. config/smoke.yaml")
     parser.add_argument("--duration", type=_positive_seconds, default=None, metavar="S",
                         help="stop after S seconds of wall time (default: run until Ctrl-C)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                        help="set a node parameter (NODE: the node's name or executable, in every robot; "
+                             "VALUE: YAML), e.g. -p policy.model_dir=models/lt-v1; repeatable")
     parser.add_argument("--check", action="store_true",
                         help="only validate the file and construct its nodes, then exit")
     parser.set_defaults(handler=run)
@@ -33,11 +36,11 @@ def _positive_seconds(text: str) -> float:
 
 def run(args) -> int:
     from ..embedded import EmbeddedContext
-    from ..graph import load_graph
+    from ..graph import load_graph, override_parameters
     from ..registry import node_entry_points
     from ..runner import bring_up, format_topic_table, run as run_context
 
-    graph = load_graph(args.graph, known_executables=node_entry_points())
+    graph = override_parameters(load_graph(args.graph, known_executables=node_entry_points()), args.param)
     context = EmbeddedContext()
     nodes = bring_up(graph, context)
     robots = ", ".join(graph.robots) or "none"
