@@ -27,15 +27,19 @@ def value_landscape(run_dir: str | Path, episodes: list[str], out: str | Path, m
 
     from .sft_data import load_sft_data
 
+    from .episodes import episode_dirs
+
     run_dir = Path(run_dir)
     model, state = load_policy(str(run_dir))
     config = model.config
-    data = load_sft_data(episodes, config.cameras, config.history, config.image_size)
-    mask = held_out_episodes(run_dir, data.episodes)
-    if not mask.any():
+    paths = [p for d in map(Path, episodes) for p in ([d] if (d / "metadata.yaml").is_file() else episode_dirs(d))]
+    # Folder names are episode ids: read only held-out episodes, not a whole training set.
+    paths = [p for p, keep in zip(paths, held_out_episodes(run_dir, [p.name for p in paths])) if keep]
+    if not paths:
         raise ValueError(f"every episode in {', '.join(map(str, episodes))} was used to train {run_dir}; "
                          "point --episodes at held-out ones")
-    chosen = np.flatnonzero(mask)[:max_episodes]
+    data = load_sft_data(paths[:max_episodes], config.cameras, config.history, config.image_size)
+    chosen = np.flatnonzero(held_out_episodes(run_dir, data.episodes))
     index = np.flatnonzero(np.isin(data.episode_ids, chosen))
     embeddings = torch.from_numpy(InstructionEncoder().encode(data.instructions))
     edges = torch.from_numpy(model.tokenizers.steps_to_go.lower_edges).float()
