@@ -26,7 +26,7 @@ LAYOUTS = {
 }
 
 
-def export_untrained(out: Path, embodiment, cameras, proprio_dim, horizon, action_dim, frame) -> Path:
+def export_untrained(out: Path, embodiment, cameras, proprio_dim, horizon, action_dim) -> Path:
     from efm_policy.config import PolicyConfig
     from efm_policy.export import export_model
     from efm_policy.model import save_untrained_checkpoint
@@ -46,7 +46,7 @@ def percentiles(samples_ms: list[float]) -> str:
     return f"p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  mean {np.mean(samples_ms):6.2f} ms"
 
 
-def time_model(model_dir: Path, iterations: int, providers) -> None:
+def time_model(model_dir: Path, iterations: int, providers, frame_size: tuple[int, int] = (180, 320)) -> None:
     from efm_policy.runtime import PolicyRuntime, RewardRuntime
 
     said = []
@@ -55,7 +55,7 @@ def time_model(model_dir: Path, iterations: int, providers) -> None:
     config = policy.config
     rng = np.random.default_rng(0)
     instruction = next(iter(policy.embed._cache))
-    frames = {c: [rng.integers(0, 256, (*FRAME_SIZES.get(str(model_dir), (180, 320)), 3), dtype=np.uint8)
+    frames = {c: [rng.integers(0, 256, (*frame_size, 3), dtype=np.uint8)
                   for _ in range(config.history)] for c in config.cameras}
     proprio = np.zeros(config.proprio_dim)
     for _ in range(10):                                       # warm-up (allocations, provider set-up)
@@ -79,9 +79,6 @@ def time_model(model_dir: Path, iterations: int, providers) -> None:
     print(f"  10 Hz budget   {np.percentile(whole, 99) / 100:.0%} of the 100 ms period at p99")
 
 
-FRAME_SIZES: dict[str, tuple[int, int]] = {}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=200)
@@ -91,17 +88,15 @@ def main() -> None:
     import onnxruntime as ort
     print(f"onnxruntime {ort.__version__}, available providers: {', '.join(ort.get_available_providers())}")
     with tempfile.TemporaryDirectory() as scratch:
-        targets = [(str(d), Path(d)) for d in args.model_dir]
+        targets = [(str(d), Path(d), (180, 320)) for d in args.model_dir]
         if not targets:
             for name, layout in LAYOUTS.items():
                 layout = dict(layout)
                 frame = layout.pop("frame")
-                directory = export_untrained(Path(scratch), **layout)
-                FRAME_SIZES[str(directory)] = frame
-                targets.append((name, directory))
-        for name, directory in targets:
+                targets.append((name, export_untrained(Path(scratch), **layout), frame))
+        for name, directory, frame in targets:
             print(f"\n{name}")
-            time_model(directory, args.iterations, args.providers)
+            time_model(directory, args.iterations, args.providers, frame)
 
 
 if __name__ == "__main__":
