@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from efm_runtime import COMMANDS, SENSOR_DATA, Node, NodeOptions, Time, build_node, create_context, get_message
+from efm_runtime import COMMANDS, SENSOR_DATA, Node, NodeOptions, build_node, create_context, get_message
 
 Image = get_message("sensor_msgs/msg/Image")
 PointStamped = get_message("geometry_msgs/msg/PointStamped")

@@ -17,6 +17,8 @@ directory (see :mod:`efm_policy.backbones.hf`).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -162,8 +164,6 @@ class EFMPolicy(nn.Module):
 def load_policy(checkpoint: str, map_location: str = "cpu") -> tuple[EFMPolicy, dict]:
     """An EFM policy from a run directory or a checkpoint file, in eval mode, and the checkpoint dict
     (step, optimizer state) Stage 2 continues from."""
-    from pathlib import Path
-
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "checkpoint.pt"
@@ -177,11 +177,10 @@ def load_policy(checkpoint: str, map_location: str = "cpu") -> tuple[EFMPolicy, 
 
 
 def save_untrained_checkpoint(run_dir, config: PolicyConfig, tokenizers: Tokenizers, pretrained: bool = False,
-                              instructions=()) -> "Path":
+                              instructions=()) -> Path:
     """A run directory holding a freshly initialised policy, laid out as `efm train sft` leaves one:
     what tests and benchmarks export when the weights do not matter, only the architecture."""
     import json
-    from pathlib import Path
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
