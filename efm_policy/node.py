@@ -1,11 +1,32 @@
 """Policy node: runs the exported policy at a fixed rate on the newest camera frames and proprio.
 
-While an episode runs (from ``task`` to a terminal ``episode`` status) a timer at ``rate_hz`` on the
-node clock (sim time under use_sim_time) takes the newest frames of each camera the model needs (its
-``history`` newest, oldest first) and the newest proprio, refuses an observation with an input older
-than ``max_observation_age_s`` (said once per episode) or an input that was refused on arrival (wrong
-image encoding or size, NaN proprio), and publishes one ActionChunk. The decisions live in
-:mod:`efm_policy.policy_loop`; this file only turns messages into plain data and back.
+While an episode runs (from ``task`` to a terminal ``episode`` status, at most the task's ``max_steps``
+chunks) a timer at ``rate_hz`` on the node clock (sim time under use_sim_time) takes the newest frames
+of each camera the model needs (its ``history`` newest, oldest first) and the newest proprio, refuses
+an observation with an input older than ``max_observation_age_s`` (said once per episode) or an input
+that was refused on arrival (wrong image encoding or size, NaN proprio), and publishes one ActionChunk.
+The decisions live in :mod:`efm_policy.policy_loop`; this file only turns messages into plain data and back.
+
+One chunk per observation: an observation (named by its newest frame's stamp) is answered at most once
+per episode. A tick that finds the newest observation already answered (or incomplete, below) publishes
+nothing and leaves a credit: the frame or proprio that completes the next observation spends it, and
+the chunk is published from that callback at once (same checks), not at the next tick. In real time a
+tick that fires just before a frame thus acts when the frame arrives instead of answering the old frame
+again, never more than one chunk per tick. A lock-step simulator (use_sim_time) advances /clock, which
+fires the tick, and only then publishes the next observation and waits for the chunk stamped with it:
+each observation is answered as soon as it is in, so the simulation runs as fast as inference allows
+(the episode's first observation, published when the task comes and before /clock moves, is answered
+at once without a tick). That needs ``rate_hz`` at least the simulator's policy rate (one tick per
+simulated step). No chunk follows the task's ``max_steps``-th: the episode manager ends the episode on
+the next observation, and a lock-step simulator must not execute one more step for it.
+
+``synchronized_inputs`` (default: the value of use_sim_time): every input of one observation carries
+the same stamp, as the simulator publishes them. An observation is then complete, and acted on, only
+when every camera the model uses and the proprio have arrived with the newest frame's stamp, all since
+the episode started (the simulator stamps a new scene's first observation like the last one it showed
+before the reset). Set it false for sim time with independently stamped sensors (a warning says so
+when three ticks in a row find no complete observation). Without it (real time) inputs are taken as
+they are, as asynchronous drivers stamp them.
 
 ActionChunk fields: header.stamp = stamp of the newest frame the chunk answers (as the message
 defines it; the lock-step simulator matches it to the observation it published), ``step`` counts
@@ -32,7 +53,7 @@ Topics (robot namespace):
   service    load_policy              efm_msgs/srv/LoadPolicy
 Parameters: model_dir (""; empty: idle until a model arrives), embodiment ("": the first model's),
   rate_hz (10.0), max_observation_age_s (0.2), temperature (1.0), greedy (false), seed (0),
-  proprio_topic ("effector" or "joint_states").
+  proprio_topic ("effector" or "joint_states"), synchronized_inputs (use_sim_time).
 Run: ``ros2 run efm policy --ros-args -p model_dir:=/models/sft-0001`` or, with the simulator,
 ``efm up config/sim_language_table_policy.yaml``.
 """
@@ -104,13 +125,17 @@ class PolicyNode(Node):
         seed = self.declare_parameter("seed", 0, min=0, description="seed of the token sampler").value
         self._proprio_topic = self.declare_parameter("proprio_topic", "effector",
                                                      description="effector or joint_states").value
+        synchronized = self.declare_parameter(
+            "synchronized_inputs", bool(self.get_parameter("use_sim_time").value),
+            description="every input of an observation carries one stamp (the lock-step simulator): act only "
+                        "when all have arrived with the newest frame's stamp (default: use_sim_time)").value
         if self._proprio_topic not in PROPRIO_TYPES:
             raise ParameterError(f"parameter 'proprio_topic' must be one of {sorted(PROPRIO_TYPES)}, "
                                  f"got {self._proprio_topic!r}")
 
         self.loop = PolicyLoop(
             LoopSettings(rate_hz=rate_hz, max_observation_age_s=max_age, temperature=temperature, greedy=greedy,
-                         seed=seed),
+                         seed=seed, synchronized_inputs=synchronized),
             load=load or self._load_onnx, check=check_model_dir, log=self._log,
             expected_embodiment=embodiment, proprio_label=self._proprio_topic)
         if model_dir:
@@ -174,6 +199,7 @@ class PolicyNode(Node):
             self.loop.add_frame(camera, stamp_ns, image_to_array(msg))
         except ValueError as exc:
             self.loop.reject_frame(camera, stamp_ns, str(exc))
+        self._observation_arrived()
 
     def _on_proprio(self, msg) -> None:
         stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
@@ -181,9 +207,17 @@ class PolicyNode(Node):
             self.loop.set_proprio(stamp_ns, proprio_from_message(msg).tolist())
         except ValueError as exc:
             self.loop.reject_proprio(stamp_ns, str(exc))
+        self._observation_arrived()
+
+    def _observation_arrived(self) -> None:
+        """The input may complete an observation that a tick is waiting for: act on it now."""
+        tick = self.loop.observation_arrived(self.get_clock().now().nanoseconds)
+        self._subscribe_cameras()  # it takes finished loads, which may bring a model with other cameras
+        self._publish(tick)
 
     def _on_task(self, msg) -> None:
-        self.loop.start_episode(msg.episode_id, msg.instruction)
+        self.loop.start_episode(msg.episode_id, msg.instruction, int(msg.max_steps),
+                                self.get_clock().now().nanoseconds)
         self._subscribe_cameras()
 
     def _on_episode(self, msg) -> None:
@@ -197,7 +231,10 @@ class PolicyNode(Node):
     def _tick(self) -> None:
         tick = self.loop.tick(self.get_clock().now().nanoseconds)
         self._subscribe_cameras()
-        chunk = tick.chunk
+        self._publish(tick)
+
+    def _publish(self, tick) -> None:
+        chunk = tick.chunk if tick is not None else None
         if chunk is None:
             return
         now = self.get_clock().now()

@@ -3,9 +3,21 @@
 :class:`PolicyLoop` is called by the node on its timer (``tick``) and for every input it receives
 (frames, proprio, episode start and end, requests for another model). It decides
 
-- whether to act this tick: only while an episode runs, only on a complete observation whose every
-  input is at most ``max_observation_age_s`` old on the node clock, never on an input that was refused
-  (wrong encoding, NaN proprio), and never with an action outside the model's action bounds;
+- whether to act this tick: only while an episode runs (and it has not used up the task's
+  ``max_steps``), only on a complete observation whose every input is at most ``max_observation_age_s``
+  old on the node clock, never on an input that was refused (wrong encoding, NaN proprio), and never
+  with an action outside the model's action bounds;
+- on which observation: each chunk answers one observation, named by the stamp of its newest frame,
+  and no observation is answered twice in an episode. A tick that finds nothing new to answer (or, with
+  ``synchronized_inputs``, an observation whose inputs have not all arrived) leaves a credit instead:
+  the input that completes the next observation (``observation_arrived``) spends it and the loop acts
+  at once, not at the next tick. So a tick that fires just before a frame acts when the frame arrives,
+  a lock-step simulator (which advances /clock, firing the tick, and only then publishes the next
+  observation) is answered as soon as its observation is in, and there is never more than one chunk
+  per tick: each chunk is paid for by a tick of its own (at most one credit is kept). One exception,
+  with ``synchronized_inputs`` only: an episode's first observation that completes while the node
+  clock still reads the time the task came is answered at once (a lock-step simulator answers the
+  task with an observation and holds /clock until the chunk comes, so no tick would ever fire);
 - which model acts: one episode belongs to one policy version. A new model is loaded on a background
   thread (:class:`BackgroundLoader`; the control timer never waits for it) and becomes active when it is
   loaded if no episode is running, otherwise at the next episode start (or at once, if the request says
@@ -44,6 +56,9 @@ class LoopSettings:
     temperature: float = 1.0            # sampling temperature of the action tokens (> 0)
     greedy: bool = False                # argmax tokens instead of sampling (evaluation)
     seed: int = 0                       # seed of the token sampler
+    # The inputs of one observation carry one stamp (the lock-step simulator's): act only once every
+    # camera and the proprio have arrived with the newest frame's stamp, all of them in this episode.
+    synchronized_inputs: bool = False
 
     def __post_init__(self) -> None:
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
@@ -218,6 +233,7 @@ class _Input:
     """The newest value of one input, or why the newest one was refused."""
     stamp_ns: int
     problem: str = ""
+    seq: int = 0          # arrival number (all inputs counted together): which came before an episode
 
 
 @dataclass
@@ -225,11 +241,18 @@ class _Episode:
     episode_id: str
     instruction: str
     version: str
+    max_steps: int = 0                # the task's step limit; 0: none
+    first_seq: int = 0                # inputs numbered up to this arrived before the episode started
+    started_ns: int | None = None     # node clock at the start (synchronized_inputs only)
     steps: int = 0
     skipped: int = 0
+    answered_ns: int | None = None    # stamp of the observation the model last ran on
+    incomplete_ticks: int = 0         # ticks since the last chunk that found the observation incomplete
     paused: bool = False
     warned_stale: bool = False
     warned_no_model: bool = False
+    warned_limit: bool = False
+    warned_incomplete: bool = False
 
 
 @dataclass
@@ -270,6 +293,8 @@ class PolicyLoop:
         self._frame_input: dict[str, _Input] = {}
         self._proprio: list[float] | None = None
         self._proprio_input: _Input | None = None
+        self._seq = 0                               # inputs received so far
+        self._credit = False                        # a tick found nothing to answer since the last chunk
         self._episode: _Episode | None = None
         self._throttle = _Throttle(int(REPEAT_S * NS_PER_S))
 
@@ -383,8 +408,12 @@ class PolicyLoop:
     def episode_id(self) -> str:
         return self._episode.episode_id if self._episode is not None else ""
 
-    def start_episode(self, episode_id: str, instruction: str) -> None:
-        """A task arrived: the pending model (if any) becomes active, then the episode starts with it."""
+    def start_episode(self, episode_id: str, instruction: str, max_steps: int = 0, now_ns: int | None = None) -> None:
+        """A task arrived: the pending model (if any) becomes active, then the episode starts with it.
+        ``max_steps`` (the task's limit; 0: none): no more chunks than that in this episode. ``now_ns``
+        (node clock): with synchronized_inputs, an observation that completes before the clock moves
+        on from it is answered without waiting for a tick (a lock-step simulator answers the task with
+        an observation and holds /clock until the chunk comes)."""
         self.poll()
         if self._episode is not None:
             self._log(WARNING, f"task {episode_id} arrived while episode {self._episode.episode_id} was running; "
@@ -395,7 +424,9 @@ class PolicyLoop:
         for frames in self._frames.values():  # as in training: an episode's history starts at its first frame
             while len(frames) > 1:
                 frames.popleft()
-        self._episode = _Episode(episode_id, instruction, self.active_version)
+        self._episode = _Episode(episode_id, instruction, self.active_version, max_steps=max(0, int(max_steps)),
+                                 first_seq=self._seq,
+                                 started_ns=now_ns if self.settings.synchronized_inputs else None)
         self._log(INFO, f"episode {episode_id} started with {self.active_version or 'no model'}: {instruction!r}")
 
     def end_episode(self, episode_id: str, outcome: str = "ended") -> None:
@@ -418,27 +449,52 @@ class PolicyLoop:
                         f"{episode.version or 'no model'}{skipped}")
 
     # ---- observations ------------------------------------------------------------------------
+    # After each of these the node calls ``observation_arrived``: the input may complete an observation.
     def add_frame(self, camera: str, stamp_ns: int, image: np.ndarray) -> None:
         frames = self._frames.setdefault(camera, deque(maxlen=self._history))
         frames.append(image)
-        self._frame_input[camera] = _Input(stamp_ns)
+        self._frame_input[camera] = self._arrival(stamp_ns)
 
     def reject_frame(self, camera: str, stamp_ns: int, problem: str) -> None:
         """A frame that could not be used: no action until a good frame from this camera arrives."""
-        self._frame_input[camera] = _Input(stamp_ns, problem)
+        self._frame_input[camera] = self._arrival(stamp_ns, problem)
 
     def set_proprio(self, stamp_ns: int, values: Sequence[float]) -> None:
         self._proprio = [float(v) for v in values]
-        self._proprio_input = _Input(stamp_ns)
+        self._proprio_input = self._arrival(stamp_ns)
 
     def reject_proprio(self, stamp_ns: int, problem: str) -> None:
-        self._proprio_input = _Input(stamp_ns, problem)
+        self._proprio_input = self._arrival(stamp_ns, problem)
+
+    def _arrival(self, stamp_ns: int, problem: str = "") -> _Input:
+        self._seq += 1
+        return _Input(stamp_ns, problem, self._seq)
+
+    def observation_arrived(self, now_ns: int) -> Tick | None:
+        """Called after every input: a chunk (or why not) when a tick since the last chunk found nothing
+        to answer and this input completes a new observation; None when there is nothing to do now."""
+        self.poll()
+        episode, model = self._episode, self._active
+        if episode is None or episode.paused or model is None or self._at_limit(episode):
+            return None
+        first = episode.answered_ns is None and episode.started_ns is not None and episode.started_ns == now_ns
+        if not (self._credit or first):
+            return None
+        if self._missing(model) or self._waiting_for(model, episode)[0]:
+            return None
+        self._credit = False  # the tick that found nothing is spent on this observation, acted on or not
+        bad, stale = self._check_observation(model, now_ns)
+        if bad or stale:
+            self._report(episode, bad, stale, now_ns)
+            return Tick(skipped=bad or stale)
+        return self._act(episode, model, now_ns)
 
     # ---- the tick ----------------------------------------------------------------------------
     def tick(self, now_ns: int) -> Tick:
         """One control period: a chunk to publish, or why there is none."""
         self.poll()
         episode, model = self._episode, self._active
+        self._credit = True  # spent below if this tick acts; otherwise the next complete observation may
         if episode is None:
             return Tick(skipped="no episode running")
         if episode.paused:
@@ -449,25 +505,80 @@ class PolicyLoop:
                 self._log(WARNING, f"episode {episode.episode_id} runs but no model is loaded: not acting "
                                    "(set model_dir, or send policy_version or load_policy)")
             return self._skip(episode, "no model loaded")
+        if self._at_limit(episode):
+            if not episode.warned_limit:
+                episode.warned_limit = True
+                self._log(INFO, f"episode {episode.episode_id} used its {episode.max_steps} steps: not acting "
+                                "until it ends")
+            return Tick(skipped=f"step limit {episode.max_steps} reached")
         bad, stale = self._check_observation(model, now_ns)
+        if bad or stale:
+            self._report(episode, bad, stale, now_ns)
+            return self._skip(episode, bad or stale)
+        waiting, behind = self._waiting_for(model, episode)
+        if waiting:  # not a failure: the observation that completes it is acted on when it arrives
+            if behind:
+                self._warn_if_never_complete(episode, model, behind)
+            return Tick(skipped=waiting)
+        self._credit = False
+        return self._act(episode, model, now_ns)
+
+    def _at_limit(self, episode: _Episode) -> bool:
+        return 0 < episode.max_steps <= episode.steps
+
+    def _report(self, episode: _Episode, bad: str, stale: str, now_ns: int) -> None:
         if bad:
             if self._throttle.allow("bad", bad.split(":")[0], now_ns):
                 self._log(ERROR, f"not acting on a refused input: {bad}")
-            return self._skip(episode, bad)
-        if stale:
-            if not episode.warned_stale:
-                episode.warned_stale = True
-                self._log(WARNING, f"observation too old, not acting: {stale} (said once per episode)")
-            return self._skip(episode, stale)
-        return self._act(episode, model, now_ns)
+        elif not episode.warned_stale:
+            episode.warned_stale = True
+            self._log(WARNING, f"observation too old, not acting: {stale} (said once per episode)")
+
+    def _inputs(self, model: Model) -> list[tuple[str, _Input | None]]:
+        inputs = [(f"camera/{c}/image_raw", self._frame_input.get(c)) for c in model.config.cameras]
+        inputs.append((self._proprio_label, self._proprio_input))
+        return inputs
+
+    def _missing(self, model: Model) -> bool:
+        return any(seen is None for _, seen in self._inputs(model))
+
+    def _observation_stamp(self, model: Model) -> int:
+        return max(self._frame_input[c].stamp_ns for c in model.config.cameras)
+
+    def _waiting_for(self, model: Model, episode: _Episode) -> tuple[str, list[tuple[str, _Input]]]:
+        """Why the newest observation is not one to answer now (empty: it is), and the inputs it waits
+        for: already answered in this episode, or (synchronized_inputs) not all of its inputs are in
+        yet (each stamped as the newest frame and received since the episode started: a simulator may
+        stamp the first observation of a new scene as the last one of the previous scene)."""
+        stamp = self._observation_stamp(model)
+        if stamp == episode.answered_ns:
+            return f"the observation at {stamp / NS_PER_S:.3f} s is answered; acting on the next one when it arrives", []
+        if not self.settings.synchronized_inputs:
+            return "", []
+        behind = [(name, seen) for name, seen in self._inputs(model)
+                  if seen.stamp_ns != stamp or seen.seq <= episode.first_seq]
+        if not behind:
+            return "", []
+        names = ", ".join(name for name, _ in behind)
+        return f"waiting for {names} stamped {stamp / NS_PER_S:.3f} s (synchronized_inputs)", behind
+
+    def _warn_if_never_complete(self, episode: _Episode, model: Model, behind: list[tuple[str, _Input]]) -> None:
+        """Inputs stamped independently never make a synchronized observation: say so, once per episode."""
+        episode.incomplete_ticks += 1
+        if episode.incomplete_ticks < 3 or episode.warned_incomplete:
+            return
+        episode.warned_incomplete = True
+        at = ", ".join(f"{name} at {seen.stamp_ns / NS_PER_S:.3f} s" for name, seen in behind)
+        self._log(WARNING, f"{episode.incomplete_ticks} ticks since the last chunk found no complete observation: "
+                           f"the newest frame is stamped {self._observation_stamp(model) / NS_PER_S:.3f} s, {at}; "
+                           "synchronized_inputs waits for every input with the newest frame's stamp (set it "
+                           "false if the inputs are stamped independently) (said once per episode)")
 
     def _check_observation(self, model: Model, now_ns: int) -> tuple[str, str]:
         """(refused input, stale or missing input); empty strings when the observation is usable."""
         limit_ns = int(self.settings.max_observation_age_s * NS_PER_S)
         bad, stale = [], []
-        inputs = [(f"camera/{c}/image_raw", self._frame_input.get(c)) for c in model.config.cameras]
-        inputs.append((self._proprio_label, self._proprio_input))
-        for name, seen in inputs:
+        for name, seen in self._inputs(model):
             if seen is None:
                 stale.append(f"no {name} message yet")
             elif seen.problem:
@@ -485,6 +596,9 @@ class PolicyLoop:
         return "; ".join(bad), ", ".join(stale) + limit
 
     def _act(self, episode: _Episode, model: Model, now_ns: int) -> Tick:
+        """Run the model on the newest observation; it counts as answered whatever comes of it."""
+        observation_stamp_ns = self._observation_stamp(model)
+        episode.answered_ns, episode.incomplete_ticks = observation_stamp_ns, 0
         history = model.config.history
         frames = {c: list(self._frames[c])[-history:] for c in model.config.cameras}
         try:
@@ -516,7 +630,7 @@ class PolicyLoop:
             episode_id=episode.episode_id, step=episode.steps, horizon=expected[0], action_dim=expected[1],
             values=[float(v) for v in values.ravel()], tokens=[int(t) for t in tokens.ravel()],
             log_prob=float(sample.log_prob), policy_version=model.version, inference_ms=inference_ms,
-            observation_stamp_ns=max(self._frame_input[c].stamp_ns for c in model.config.cameras))
+            observation_stamp_ns=observation_stamp_ns)
         episode.steps += 1
         return Tick(chunk=chunk)
 

@@ -214,7 +214,8 @@ def test_a_new_model_waits_for_the_next_episode_and_a_failure_keeps_the_old_one(
     assert loop.tick(0).chunk.policy_version == "a"  # the load is held: the loop does not wait for it
     release.set()
     assert loop.wait_for_loads(10.0)
-    assert loop.tick(0).chunk.policy_version == "a" and loop.pending_version == "b"
+    observe(loop, 1)                                 # a new observation: one is never answered twice
+    assert loop.tick(1).chunk.policy_version == "a" and loop.pending_version == "b"
     loop.end_episode("e1")
     assert loop.active_version == "b"                # between episodes: at once
     accepted, _ = loop.request_model(ModelRequest("broken"))
@@ -249,3 +250,99 @@ def test_background_loader_reports_every_result_and_can_be_waited_for():
     loader.close()
     with pytest.raises(RuntimeError, match="closed"):
         loader.submit(ModelRequest("1"))
+
+
+# ---- one chunk per observation -------------------------------------------------------------------
+MS = 1_000_000
+
+
+def test_a_tick_just_before_the_frame_acts_when_it_arrives_and_no_observation_is_answered_twice():
+    """Real time (inputs stamped independently): a tick that finds the newest frame already answered
+    publishes nothing and leaves a credit; the next frame is acted on as it arrives, spending it."""
+    model = FakeModel("a", history=1)
+    loop, _ = make(Models(a=model))
+    loop.load_now(ModelRequest("a"))
+    loop.start_episode("e1", "push")
+    observe(loop, 0)
+    assert loop.observation_arrived(0) is None            # no tick yet since the episode started
+    chunks = [loop.tick(0).chunk]                          # the tick acts on the frame it finds
+    tick = loop.tick(100 * MS)                             # no new frame: nothing, not the old frame again
+    assert tick.chunk is None and "0.000 s is answered" in tick.skipped
+    loop.add_frame("top", 130 * MS, TOP)
+    chunks.append(loop.observation_arrived(130 * MS).chunk)  # acted on as the frame arrives
+    loop.set_proprio(130 * MS, [1.0, 0.0])
+    assert loop.observation_arrived(130 * MS) is None     # the credit is spent: one chunk for that tick
+    observe(loop, 160 * MS)
+    assert loop.observation_arrived(160 * MS) is None     # a newer frame, but no tick since the last chunk
+    chunks.append(loop.tick(200 * MS).chunk)               # the next tick answers it
+    assert loop.tick(300 * MS).chunk is None and loop.tick(400 * MS).chunk is None
+    observe(loop, 410 * MS)
+    chunks.append(loop.observation_arrived(410 * MS).chunk)  # two ticks without a frame: still one chunk
+    observe(loop, 420 * MS)
+    assert loop.observation_arrived(420 * MS) is None
+    assert [c.observation_stamp_ns for c in chunks] == [0, 130 * MS, 160 * MS, 410 * MS]
+    assert [c.step for c in chunks] == [0, 1, 2, 3] and len(model.seen) == 4
+    assert model.seen[1][1] == [0.0, 0.0]                 # real time: the proprio there was when the frame came
+
+
+def test_lock_step_answers_each_complete_observation_as_it_arrives():
+    """synchronized_inputs, as a lock-step simulator drives it: /clock moves (the tick finds only the
+    answered observation), then the frame and the proprio of the next observation arrive, stamped alike."""
+    model = FakeModel("a", history=1)
+    loop, logs = make(Models(a=model), synchronized_inputs=True)
+    loop.load_now(ModelRequest("a"))
+    observe(loop, 0, x=9.0)                                # the previous scene, stamped as the next one will be
+    assert loop.tick(0).skipped == "no episode running"
+    loop.start_episode("e1", "push", max_steps=3)
+    assert "waiting for camera/top/image_raw, effector stamped 0.000 s" in loop.tick(0).skipped
+    chunks = []
+    for step in range(4):
+        stamp = step * 100 * MS
+        if step:  # the clock moved: the tick finds only the answered observation (then the step limit)
+            assert loop.tick(stamp).skipped.endswith("acting on the next one when it arrives" if step < 3
+                                                     else "step limit 3 reached")
+        loop.add_frame("top", stamp, TOP)
+        assert loop.observation_arrived(stamp) is None     # the proprio of that stamp is not in yet
+        loop.set_proprio(stamp, [float(step), 0.0])
+        arrived = loop.observation_arrived(stamp)
+        if arrived is not None:
+            chunks.append(arrived.chunk)
+    assert [c.observation_stamp_ns for c in chunks] == [0, 100 * MS, 200 * MS]  # max_steps 3: no fourth
+    assert [seen[1] for seen in model.seen] == [[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]]  # never the old scene's
+    assert loop.tick(400 * MS).skipped == "step limit 3 reached"
+    assert said(logs, "info", "episode e1 used its 3 steps")
+    loop.end_episode("e1")
+    assert said(logs, "info", "episode e1 ended: 3 chunks with a")  # waiting ticks are not failures
+
+
+def test_independently_stamped_inputs_under_synchronized_inputs_are_named():
+    loop, logs = make(Models(a=FakeModel("a")), synchronized_inputs=True)
+    loop.load_now(ModelRequest("a"))
+    loop.start_episode("e1", "push")
+    for t in range(1, 5):
+        loop.add_frame("top", t * 100 * MS, TOP)
+        loop.set_proprio(t * 100 * MS + 3 * MS, [0.0, 0.0])
+        assert loop.tick(t * 100 * MS + 5 * MS).chunk is None
+    warnings = said(logs, "warning", "no complete observation")
+    assert len(warnings) == 1 and "effector at 0.303 s" in warnings[0] and "synchronized_inputs" in warnings[0]
+
+
+def test_the_first_observation_of_an_episode_needs_no_tick_while_the_clock_stands_still():
+    """A lock-step simulator answers the task with an observation and holds /clock until the chunk comes:
+    no tick would fire. With synchronized_inputs that observation is answered as it completes; once the
+    clock has moved on (time runs freely), the first chunk waits for a tick as any other."""
+    loop, _ = make(Models(a=FakeModel("a", history=1)), synchronized_inputs=True)
+    loop.load_now(ModelRequest("a"))
+    loop.start_episode("e1", "push", now_ns=5 * S)        # no tick ever: the node has just started
+    observe(loop, 5 * S)
+    assert loop.observation_arrived(5 * S).chunk.observation_stamp_ns == 5 * S
+    loop.end_episode("e1")
+    loop.start_episode("e2", "push", now_ns=6 * S)
+    observe(loop, 6 * S + 30 * MS)
+    assert loop.observation_arrived(6 * S + 30 * MS) is None  # the clock moved: not a lock-step answer
+    assert loop.tick(6 * S + 100 * MS).chunk.observation_stamp_ns == 6 * S + 30 * MS
+    unsynchronized, _ = make(Models(a=FakeModel("a")))
+    unsynchronized.load_now(ModelRequest("a"))
+    unsynchronized.start_episode("e1", "push", now_ns=5 * S)
+    observe(unsynchronized, 5 * S)
+    assert unsynchronized.observation_arrived(5 * S) is None  # real time: chunks only for ticks

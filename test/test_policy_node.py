@@ -204,8 +204,8 @@ def test_stale_observation_is_refused_and_said_once_per_episode(ctx, models, log
     world = World(ctx, models)
     world.start("e1")
     world.advance(0.2)                       # fresh frames: 2 chunks
-    world.advance(1.0, observe=False)        # no new frames: at most 0.2 s old is acted on, then nothing
-    assert len(world.actions("e1")) == 4     # ticks with frames 0.1 and 0.2 s old still act
+    world.advance(1.0, observe=False)        # no new frames: nothing new to answer, then too old
+    assert len(world.actions("e1")) == 2     # the frame at 0.2 s is not answered again (0.1 and 0.2 s later)
     warnings = said(logs, "WARNING", "observation too old")
     assert len(warnings) == 1
     assert "camera/top/image_raw is 0.300 s old" in warnings[0] and "effector is 0.300 s old" in warnings[0]
@@ -386,7 +386,7 @@ def test_policy_node_is_listed_by_efm_nodes(capsys):
 
 
 def test_shipped_graph_closes_the_loop_episode_by_episode(models):
-    """config/sim_language_table_policy.yaml in real time on a manual wall clock: deterministic."""
+    """config/sim_language_table_policy.yaml (lock-step sim time) on a manual wall clock: deterministic."""
     import yaml
 
     from efm_runtime.embedded import EmbeddedContext
@@ -425,3 +425,110 @@ def test_shipped_graph_closes_the_loop_episode_by_episode(models):
         assert ctx.callback_errors == []
     finally:
         ctx.shutdown()
+
+
+# ---- one chunk per observation -------------------------------------------------------------------
+JointState = get_message("sensor_msgs/msg/JointState")
+
+
+def known_toy_env():
+    """The toy environment, but every scene asks for an instruction the tiny model knows (it has no
+    text encoder)."""
+    import toy_env
+    from efm_sim.env import TaskSpec
+    from efm_sim.registry import register_env
+
+    class KnownToyEnv(toy_env.ToyEnv):
+        name = "toy_known"
+
+        def sample_task(self, rng, task_name=None):
+            task = super().sample_task(rng, task_name)
+            return TaskSpec(INSTRUCTIONS[0], task.family, task.params)
+
+    register_env("toy_known", lambda **kw: KnownToyEnv(), lambda env, noise=0.0, seed=0: toy_env.ToyOracle(env, noise, seed))
+    return "toy_known"
+
+
+class Referee(Node):
+    """Created before the simulator, so each chunk reaches it first: notes which observation the
+    simulator was waiting for when the chunk came, and what else happened."""
+
+    def __init__(self, options=None):
+        super().__init__("referee", options)
+        self.sim = None
+        self.answers, self.frames, self.statuses = [], [], []
+        self.create_subscription(ActionChunk, "action", self.on_action, COMMANDS)
+        self.create_subscription(Image, "camera/top/image_raw",
+                                 lambda m: self.frames.append(Time.from_msg(m.header.stamp).nanoseconds), SENSOR_DATA)
+        self.create_subscription(EpisodeStatus, "episode", self.statuses.append, COMMANDS)
+
+    def on_action(self, msg):
+        self.answers.append((msg, self.sim._observation_stamp_ns))
+
+
+def test_lock_step_simulator_runs_at_full_speed_one_chunk_per_observation(ctx, models, logs):
+    """The real simulator in lock-step sim time (toy env), the director and the policy: each observation
+    is answered as soon as it is published, so an episode never waits for lock_step_timeout_s."""
+    from efm_sim.director import DemoDirector
+    from efm_sim.node import SimNode
+
+    steps = 12
+    env = known_toy_env()
+    referee = Referee(NodeOptions(namespace=NS, context=ctx, parameters={"use_sim_time": True}))
+    # The manual wall clock moves only while the executor has nothing to do, so the timeout (wall time)
+    # cannot fire while the policy is still working, however slow this machine is.
+    sim = build_node(SimNode, NodeOptions(namespace=NS, context=ctx, parameters={
+        "env": env, "task": "reach", "use_sim_time": True, "lock_step_timeout_s": 5.0}))
+    referee.sim = sim
+    policy = build_node(PolicyNode, NodeOptions(namespace=NS, context=ctx, parameters={
+        "use_sim_time": True, "model_dir": str(models["v1"]), "proprio_topic": "joint_states", "greedy": True}))
+    assert policy.loop.settings.synchronized_inputs  # on by default under use_sim_time
+    build_node(DemoDirector, NodeOptions(namespace=NS, context=ctx, name="sim_episodes", parameters={
+        "use_sim_time": True, "task_family": "reach", "first_seed": 3, "episodes": 1, "max_steps": steps,
+        "embodiment": "toy"}))
+    started = ctx.wall.monotonic_ns()
+    assert ctx.spin_until(lambda: referee.statuses, 30.0)
+    ctx.spin(1.0)  # anything late would come now
+    status = referee.statuses[0]
+    assert status.state == EpisodeStatus.STATE_TIMED_OUT and status.steps == steps
+    answers = [(msg, awaited) for msg, awaited in referee.answers if msg.episode_id == status.episode_id]
+    assert len(answers) == steps and [msg.step for msg, _ in answers] == list(range(steps))
+    stamps = [Time.from_msg(msg.header.stamp).nanoseconds for msg, _ in answers]
+    assert stamps == [awaited for _, awaited in answers]  # each chunk answers the observation the sim waits on
+    assert np.all(np.diff(stamps) == PERIOD_NS) and set(stamps) <= set(referee.frames)
+    assert all(msg.latency_ms == 0.0 and msg.policy_version == "v1" for msg, _ in answers)
+    assert not [text for _, text in logs if "no action within" in text]
+    # the episode took no wall time of its own: only the reset and the gaps between the director's polls
+    assert (ctx.wall.monotonic_ns() - started) / 1e9 < 2.0
+    assert ctx.callback_errors == []
+
+
+@pytest.mark.parametrize("synchronized", [False, True])
+def test_a_tick_just_before_the_frame_acts_when_the_frame_arrives(ctx, models, synchronized):
+    """Real-time behaviour, stepped in sim time: a tick that finds only the answered frame publishes
+    nothing; the next frame is answered as it arrives (latency 0), and no frame is answered twice."""
+    world = World(ctx, models, synchronized_inputs=synchronized)
+    assert world.node.loop.settings.synchronized_inputs == synchronized
+
+    def at(ms, frame):
+        world.now_ns = ms * 1_000_000
+        world.robot.clock_pub.publish(Clock(clock=world.stamp()))
+        if frame:
+            world.frame()
+            world.effector()
+        world.drain()
+
+    world.start("e1")
+    at(100, frame=True)    # tick at 100 ms: acts on the frame of 100 ms
+    at(200, frame=False)   # tick: that frame is answered; nothing new
+    at(230, frame=True)    # acted on as it arrives
+    at(300, frame=False)   # tick: nothing new
+    at(330, frame=True)    # acted on as it arrives
+    at(350, frame=True)    # no tick since the last chunk: not yet
+    at(360, frame=True)
+    at(400, frame=False)   # tick: the newest frame, 360 ms
+    at(500, frame=False)   # tick: nothing new
+    actions = world.actions("e1")
+    assert [Time.from_msg(a.header.stamp).nanoseconds // 1_000_000 for a in actions] == [100, 230, 330, 360]
+    assert [a.latency_ms for a in actions] == [0.0, 0.0, 0.0, 40.0]
+    assert [a.step for a in actions] == [0, 1, 2, 3] and ctx.callback_errors == []
