@@ -29,6 +29,7 @@ class PolicyConfig:
     # (-1: fine-tune everything, as "scratch" must). Freezing most of the trunk is what makes SFT
     # practical on a CPU; a GPU learner can pass -1.
     trainable_vision_blocks: int = 3
+    vision_blocks: int = 11                     # EfficientNet-Lite0 blocks kept: 11 (stride 16), 8, or 5 (stride 8)
     extra: dict = field(default_factory=dict)   # free-form notes (dataset, demo count) kept with the run
 
     def __post_init__(self) -> None:

@@ -25,16 +25,16 @@ from torch import nn
 from .config import PolicyConfig
 from .tokenizers import Tokenizers
 
-# EfficientNet-Lite0 has 16 MBConv blocks in 7 stages; the first 11 end with the stride-16 stage
-# (112 channels), which keeps a 6x10 grid for a 96x160 frame.
-EFFICIENTNET_BLOCKS = 11
-EFFICIENTNET_CHANNELS = 112
+# EfficientNet-Lite0 has 16 MBConv blocks in 7 stages. Where the encoder may end (blocks kept ->
+# output channels): 5 ends the stride-8 stage (a 12x20 grid for a 96x160 frame), 8 and 11 the
+# stride-16 ones (6x10).
+EFFICIENTNET_CUTS = {5: 40, 8: 80, 11: 112}
 
 
 class EfficientNetLiteEncoder(nn.Module):
     """EfficientNet-Lite0 up to its stride-16 stage; only the last ``trainable_blocks`` blocks learn."""
 
-    def __init__(self, pretrained: bool, trainable_blocks: int) -> None:
+    def __init__(self, pretrained: bool, trainable_blocks: int, blocks: int = 11) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
         if pretrained:
@@ -44,11 +44,13 @@ class EfficientNetLiteEncoder(nn.Module):
         else:
             net = EfficientNet.from_name("efficientnet-lite0")
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        self.blocks = nn.ModuleList(net._blocks[:EFFICIENTNET_BLOCKS])
-        self.out_channels = EFFICIENTNET_CHANNELS
+        if blocks not in EFFICIENTNET_CUTS:
+            raise ValueError(f"vision_blocks must be one of {sorted(EFFICIENTNET_CUTS)} (a stage end), got {blocks}")
+        self.blocks = nn.ModuleList(net._blocks[:blocks])
+        self.out_channels = EFFICIENTNET_CUTS[blocks]
         self._frozen = nn.ModuleList()
-        if 0 <= trainable_blocks < EFFICIENTNET_BLOCKS:
-            self._frozen.extend([self.stem, *self.blocks[:EFFICIENTNET_BLOCKS - trainable_blocks]])
+        if 0 <= trainable_blocks < blocks:
+            self._frozen.extend([self.stem, *self.blocks[:blocks - trainable_blocks]])
             for module in self._frozen:
                 module.requires_grad_(False)
 
@@ -73,7 +75,7 @@ def build_vision_encoder(config: PolicyConfig, pretrained: bool = True) -> nn.Mo
             encoder.requires_grad_(False)
         return encoder
     return EfficientNetLiteEncoder(pretrained=pretrained and config.backbone == "small",
-                                   trainable_blocks=config.trainable_vision_blocks)
+                                   trainable_blocks=config.trainable_vision_blocks, blocks=config.vision_blocks)
 
 
 class EFMPolicy(nn.Module):

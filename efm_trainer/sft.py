@@ -64,6 +64,7 @@ class SFTSettings:
     cameras: list[str] = field(default_factory=list)     # empty: every camera of the first episode
     trainable_vision_blocks: int | None = None           # None: 0 for small/hf (cached features), all for scratch
     token_pool: int = 2
+    vision_blocks: int = 11
     d_model: int = 128
     layers: int = 2
 
@@ -126,7 +127,7 @@ class SFTRun:
             self._pending_layout = dict(
                 embodiment=embodiment, cameras=tuple(cameras), backbone=settings.backbone, hf_path=settings.hf_path,
                 history=settings.history, image_size=tuple(settings.image_size), d_model=settings.d_model,
-                token_pool=settings.token_pool,
+                token_pool=settings.token_pool, vision_blocks=settings.vision_blocks,
                 layers=settings.layers, trainable_vision_blocks=trainable)
             self._max_steps = max_steps
             self.config = None
@@ -183,7 +184,7 @@ class SFTRun:
     def _check_resume_settings(self) -> None:
         saved = json.loads((self.dir / "settings.json").read_text())
         fixed = ("backbone", "hf_path", "history", "image_size", "action_bins", "steps_to_go_bins", "seed",
-                 "batch_size", "lr", "d_model", "layers", "token_pool")
+                 "batch_size", "lr", "d_model", "layers", "token_pool", "vision_blocks")
         ours = asdict(self.settings)
         changed = [f"{k}: run has {saved[k]!r}, command gives {ours[k]!r}" for k in fixed
                    if k in saved and json.loads(json.dumps(ours[k])) != saved[k]]
@@ -207,7 +208,7 @@ class SFTRun:
         directory, so a resumed or repeated run on the same episodes skips the slowest part."""
         config = self.config
         key = hashlib.sha256(json.dumps([self.data.episodes, len(self.data.frames), config.backbone, config.hf_path,
-                                         list(config.image_size)]).encode()).hexdigest()[:16]
+                                         list(config.image_size), config.vision_blocks]).encode()).hexdigest()[:16]
         path = self.dir / f"features-{key}.npy"
         if path.is_file():
             return torch.from_numpy(np.load(path))

@@ -38,6 +38,8 @@ def register(subparsers) -> None:
                           "features be cached, and all for scratch)")
     sft.add_argument("--token-pool", type=int, default=2,
                      help="average backbone tokens N x N before fusion (1 keeps the full grid: slower, finer)")
+    sft.add_argument("--vision-blocks", type=int, choices=(5, 8, 11), default=11,
+                     help="EfficientNet-Lite0 blocks kept: 11 and 8 give a stride-16 grid, 5 a finer stride-8 one")
     sft.add_argument("--action-bins", type=int, default=256)
     sft.add_argument("--steps-to-go-bins", type=int, default=50)
     sft.add_argument("--eval-every", type=int, default=250, help="steps between validations")
@@ -61,7 +63,7 @@ def run_sft(args) -> int:
         val_fraction=args.val_fraction, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
         seed=args.seed, action_bins=args.action_bins, steps_to_go_bins=args.steps_to_go_bins, history=args.history,
         image_size=tuple(args.image_size), cameras=list(args.cameras),
-        trainable_vision_blocks=args.trainable_vision_blocks, token_pool=args.token_pool)
+        trainable_vision_blocks=args.trainable_vision_blocks, token_pool=args.token_pool, vision_blocks=args.vision_blocks)
     try:
         run = SFTRun(settings)
         final = run.train()
