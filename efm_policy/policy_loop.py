@@ -33,6 +33,8 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -168,63 +170,36 @@ class BackgroundLoader:
     def __init__(self, load: Callable[[ModelRequest], Model],
                  done: Callable[[ModelRequest, Model | None, BaseException | None], None]) -> None:
         self._load, self._done = load, done
-        self._queue: deque[ModelRequest] = deque()
-        self._unfinished = 0          # submitted and not yet done (queued + in progress)
-        self._in_progress = False
+        # one worker: loads run in the order they were asked for, never two at once
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="efm-policy-loader")
+        self._futures: list[Future] = []
         self._closed = False
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
 
     def submit(self, request: ModelRequest) -> None:
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("the model loader was closed")
-            self._queue.append(request)
-            self._unfinished += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="efm-policy-loader", daemon=True)
-                self._thread.start()
+        if self._closed:
+            raise RuntimeError("the model loader was closed")
+        self._futures = [f for f in self._futures if not f.done()] + [self._executor.submit(self._run, request)]
 
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                if not self._queue or self._closed:
-                    self._thread = None
-                    return
-                request = self._queue.popleft()
-                self._in_progress = True
-            model, error = None, None
-            try:
-                model = self._load(request)
-            except Exception as exc:  # any failure keeps the running model; the loop reports it
-                error = exc
-            try:
-                with self._cond:
-                    closed = self._closed
-                if not closed:
-                    self._done(request, model, error)
-            finally:
-                with self._cond:
-                    self._in_progress = False
-                    self._unfinished -= 1
-                    self._cond.notify_all()
+    def _run(self, request: ModelRequest) -> None:
+        model, error = None, None
+        try:
+            model = self._load(request)
+        except Exception as exc:  # any failure keeps the running model; the loop reports it
+            error = exc
+        if not self._closed:
+            self._done(request, model, error)
 
     @property
     def busy(self) -> bool:
-        with self._cond:
-            return self._unfinished > 0
+        return any(not f.done() for f in self._futures)
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """True once every submitted load has finished (False if ``timeout_s`` passed first)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._unfinished == 0, timeout_s)
+        return not futures_wait(list(self._futures), timeout_s).not_done
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._queue.clear()
-            self._unfinished = 1 if self._in_progress else 0
-            self._cond.notify_all()
+        self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 # ---- observations ---------------------------------------------------------------------------------
