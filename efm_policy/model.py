@@ -29,6 +29,7 @@ from .tokenizers import Tokenizers
 # output channels): 5 ends the stride-8 stage (a 12x20 grid for a 96x160 frame), 8 and 11 the
 # stride-16 ones (6x10).
 EFFICIENTNET_CUTS = {5: 40, 8: 80, 11: 112}
+CHECKPOINT = "checkpoint.pt"    # in a run directory: what `efm train sft` writes and export and Stage 2 read
 
 
 class EfficientNetLiteEncoder(nn.Module):
@@ -163,12 +164,19 @@ class EFMPolicy(nn.Module):
         return action_logits, self.steps_to_go_head(fused[:, 1])
 
 
+def checkpoint_state(model: EFMPolicy, step: int, optimizer_state: dict | None = None) -> dict:
+    """What a checkpoint holds: weights, optimizer state (Stage 2 continues with it), step, and the
+    architecture and tokenizers, so :func:`load_policy` needs nothing else."""
+    return {"model": model.state_dict(), "optimizer": optimizer_state or {}, "step": step,
+            "config": model.config.to_dict(), "tokenizers": model.tokenizers.to_dict()}
+
+
 def load_policy(checkpoint: str, map_location: str = "cpu") -> tuple[EFMPolicy, dict]:
     """An EFM policy from a run directory or a checkpoint file, in eval mode, and the checkpoint dict
     (step, optimizer state) Stage 2 continues from."""
     path = Path(checkpoint)
     if path.is_dir():
-        path = path / "checkpoint.pt"
+        path = path / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint (train one with `efm train sft`)")
     state = torch.load(path, map_location=map_location, weights_only=False)
@@ -187,7 +195,6 @@ def save_untrained_checkpoint(run_dir, config: PolicyConfig, tokenizers: Tokeniz
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     model = EFMPolicy(config, tokenizers, pretrained=pretrained)
-    torch.save({"model": model.state_dict(), "optimizer": {}, "step": 0, "config": config.to_dict(),
-                "tokenizers": tokenizers.to_dict()}, run_dir / "checkpoint.pt")
+    torch.save(checkpoint_state(model, step=0), run_dir / CHECKPOINT)
     (run_dir / "instructions.json").write_text(json.dumps(list(instructions)))
     return run_dir

@@ -127,7 +127,18 @@ class Episode:
 
     @property
     def cameras(self) -> list[str]:
-        return sorted(t.split("/")[2] for t in self.messages if t.startswith("/camera/") and t.endswith(COMPRESSED_SUFFIX))
+        return camera_names(self.messages)
+
+
+def camera_names(topics) -> list[str]:
+    """The cameras whose frames an episode's topics hold (``/camera/<name>/image_raw/compressed``)."""
+    return sorted(t.split("/")[2] for t in topics if t.startswith("/camera/") and t.endswith(COMPRESSED_SUFFIX))
+
+
+def read_cameras(path: str | Path) -> list[str]:
+    """The cameras an episode recorded, from its bag's topic list (no message is read)."""
+    with Reader(Path(path)) as reader:
+        return camera_names(c.topic for c in reader.connections)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -157,6 +168,12 @@ def episode_dirs(dataset_dir: str | Path) -> list[Path]:
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(PARTIAL_PREFIX)
                   and (p / "metadata.yaml").is_file())
+
+
+def episode_paths(path: str | Path) -> list[Path]:
+    """``path`` itself when it is one episode folder, else the completed episodes of the dataset in it."""
+    path = Path(path)
+    return [path] if (path / "metadata.yaml").is_file() else episode_dirs(path)
 
 
 def partial_dirs(dataset_dir: str | Path) -> list[Path]:

@@ -32,13 +32,12 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from efm_policy.config import PolicyConfig
-from efm_policy.model import EFMPolicy
+from efm_policy.model import CHECKPOINT, EFMPolicy, checkpoint_state
 from efm_policy.text import InstructionEncoder
 from efm_policy.tokenizers import ActionTokenizer, StepsToGoTokenizer, Tokenizers
 
 from .sft_data import SFTData, load_sft_data, validation_episodes
 
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -90,18 +89,11 @@ def _write_json(path: Path, data) -> None:
 
 def _first_episode_layout(data_dirs: Sequence[str]) -> tuple[str, list[str], int]:
     """(embodiment, cameras, max_steps) of the first episode, to size a new run."""
-    from .episodes import episode_dirs, read_episode
+    from .episodes import episode_paths, read_cameras, read_metadata
     for directory in data_dirs:
-        path = Path(directory)
-        paths = [path] if (path / "metadata.yaml").is_file() else episode_dirs(path)
-        for episode_path in paths:
-            episode = read_episode(episode_path, topics=set())
-            metadata = episode.metadata
-            from rosbags.rosbag2 import Reader
-            with Reader(episode_path) as reader:
-                cameras = sorted(c.topic.split("/")[2] for c in reader.connections
-                                 if c.topic.startswith("/camera/") and c.topic.endswith("/compressed"))
-            return metadata.get("embodiment", ""), cameras, int(metadata.get("max_steps") or 200)
+        for episode_path in episode_paths(directory):
+            metadata = read_metadata(episode_path)
+            return metadata.get("embodiment", ""), read_cameras(episode_path), int(metadata.get("max_steps") or 200)
     raise RunError(f"no episodes in {', '.join(data_dirs)}")
 
 
@@ -288,9 +280,7 @@ class SFTRun:
                 "val_steps_to_go_mae": totals["steps_to_go_mae"] / len(index)}
 
     def save_checkpoint(self) -> None:
-        _atomic_torch_save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                            "step": self.step, "config": self.config.to_dict(),
-                            "tokenizers": self.tokenizers.to_dict()}, self.dir / CHECKPOINT)
+        _atomic_torch_save(checkpoint_state(self.model, self.step, self.optimizer.state_dict()), self.dir / CHECKPOINT)
 
     def _record(self, entry: dict) -> None:
         with open(self.dir / "metrics.jsonl", "a") as handle:

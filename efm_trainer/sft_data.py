@@ -22,7 +22,7 @@ import numpy as np
 
 from efm_policy.preprocess import fit_image, proprio_from_message
 
-from .episodes import COMPRESSED_SUFFIX, episode_dirs, read_episode
+from .episodes import COMPRESSED_SUFFIX, episode_paths, read_episode
 
 NO_ACTION = -1
 
@@ -68,14 +68,10 @@ def load_sft_data(dataset_dirs: Sequence[str | Path], cameras: Sequence[str], hi
                   image_size: tuple[int, int], progress: Callable[[Sequence], Sequence] = lambda it: it) -> SFTData:
     """Samples from every successful episode under ``dataset_dirs`` (each a dataset folder or one episode)."""
     paths = []
-    for directory in dataset_dirs:
-        directory = Path(directory)
-        if (directory / "metadata.yaml").is_file():
-            paths.append(directory)
-        elif directory.is_dir():
-            paths.extend(episode_dirs(directory))
-        else:
+    for directory in map(Path, dataset_dirs):
+        if not directory.is_dir():
             raise DatasetError(f"{directory}: no such dataset folder")
+        paths.extend(episode_paths(directory))
     if not paths:
         raise DatasetError(f"no episodes in {', '.join(map(str, dataset_dirs))} (record some with `efm demos`)")
 

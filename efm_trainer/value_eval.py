@@ -27,12 +27,12 @@ def value_landscape(run_dir: str | Path, episodes: list[str], out: str | Path, m
 
     from .sft_data import load_sft_data
 
-    from .episodes import episode_dirs
+    from .episodes import episode_paths
 
     run_dir = Path(run_dir)
     model, state = load_policy(str(run_dir))
     config = model.config
-    paths = [p for d in map(Path, episodes) for p in ([d] if (d / "metadata.yaml").is_file() else episode_dirs(d))]
+    paths = [p for d in episodes for p in episode_paths(d)]
     # Folder names are episode ids: read only held-out episodes, not a whole training set.
     paths = [p for p, keep in zip(paths, held_out_episodes(run_dir, [p.name for p in paths])) if keep]
     if not paths:
