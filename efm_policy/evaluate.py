@@ -1,7 +1,7 @@
 """Closed-loop evaluation of an exported policy in simulation, scored by ground-truth success.
 
-Scenes are seeded exactly as the sim node's ``reset_scene`` seeds them, so seed N here is the scene a
-robot in the graph gets for seed N. Pick seeds the demos did not use (``efm demos`` starts at 1) to
+Scenes are reset and chunks executed by the sim node's own core (:class:`efm_sim.robot.SimRobot`), so
+seed N here is the scene a robot in the graph gets for seed N, and a chunk plays out as it would there. Pick seeds the demos did not use (``efm demos`` starts at 1) to
 evaluate on held-out scenes. This drives the simulator directly (no middleware) with the same
 :class:`PolicyRuntime` the policy node runs, which makes 50 episodes take minutes, not tens of them.
 """
@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from efm_sim.robot import SimRobot
 
 from .runtime import PolicyRuntime
 
@@ -28,11 +30,12 @@ class EpisodeResult:
     mean_inference_ms: float
 
 
-def run_episode(runtime: PolicyRuntime, env, seed: int, task_family: str = "", greedy: bool = True,
+def run_episode(runtime: PolicyRuntime, robot: SimRobot, seed: int, task_family: str = "", greedy: bool = True,
                 temperature: float = 1.0, max_policy_steps: int | None = None) -> EpisodeResult:
-    rng = np.random.default_rng(seed)
-    task = env.sample_task(rng, task_family or None)
-    observation = env.reset(seed, task)
+    env = robot.env
+    task = robot.reset_scene(seed, task_family)
+    robot.start_episode(f"eval-{seed}", task.instruction)
+    observation = env.observe()
     cameras = runtime.config.cameras
     frames = {c: deque([observation.images[c]], maxlen=runtime.config.history) for c in cameras}
     action_rng = np.random.default_rng([seed, 2])
@@ -42,9 +45,11 @@ def run_episode(runtime: PolicyRuntime, env, seed: int, task_family: str = "", g
         sample = runtime.act(frames, observation.proprio, task.instruction, temperature=temperature,
                              greedy=greedy, rng=action_rng)
         inference.append(sample.inference_ms)
-        # A chunk longer than the env's chunk is cut, a shorter one is held, as the sim node does.
-        for index in range(env.chunk_size):
-            env.step(sample.values[min(index, len(sample.values) - 1)])
+        problem = robot.accept_chunk(sample.values.ravel(), *sample.values.shape)
+        if problem:
+            raise ValueError(f"{runtime.version} cannot drive {env.name}: {problem}")
+        for _ in range(env.chunk_size):
+            robot.control_step()
         observation = env.observe()
         for camera in cameras:
             frames[camera].append(observation.images[camera])
@@ -61,12 +66,13 @@ def evaluate_policy(model_dir: str, env_name: str, task_family: str = "", episod
 
     runtime = PolicyRuntime(model_dir, log=log)
     env = make_env(env_name, cameras=list(runtime.config.cameras))
-    if runtime.config.embodiment not in ("", env_name) and runtime.config.embodiment != env.name:
+    if runtime.config.embodiment not in ("", env_name, env.name):
         raise ValueError(f"{model_dir} is a {runtime.config.embodiment!r} model; it cannot drive {env_name!r}")
+    robot = SimRobot(env)
     results = []
     try:
         for seed in range(first_seed, first_seed + episodes):
-            result = run_episode(runtime, env, seed, task_family, greedy, temperature)
+            result = run_episode(runtime, robot, seed, task_family, greedy, temperature)
             results.append(result)
             on_episode(result)
     finally:

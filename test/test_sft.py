@@ -100,3 +100,17 @@ def test_dataset_without_successes_is_explained(tmp_path):
 def test_cli_reports_a_missing_dataset(tmp_path, capsys):
     assert main(["train", "sft", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")]) == 2
     assert "no episodes" in capsys.readouterr().err
+
+
+def test_value_plot_uses_only_held_out_episodes(toy_dataset, tmp_path, capsys):
+    run = SFTRun(settings(toy_dataset, tmp_path / "run", backbone="scratch"), log=lambda _: None)
+    run.train(max_steps=2)
+    held_out = json.loads((tmp_path / "run" / "split.json").read_text())["validation"]
+    assert main(["eval", "value", str(tmp_path / "run"), "--episodes", str(toy_dataset),
+                 "--out", str(tmp_path / "value.png")]) == 0
+    assert f"{len(held_out)} held-out episodes" in capsys.readouterr().out
+    assert (tmp_path / "value.png").stat().st_size > 0
+    trained = json.loads((tmp_path / "run" / "split.json").read_text())["train"][0]
+    assert main(["eval", "value", str(tmp_path / "run"), "--episodes", str(toy_dataset / trained),
+                 "--out", str(tmp_path / "v2.png")]) == 2
+    assert "was used to train" in capsys.readouterr().err
