@@ -20,7 +20,7 @@ from torch import nn
 
 from .manifest import Manifest, ModelDirError, sha256_file
 from .model import EFMPolicy, load_policy
-from .text import InstructionEncoder
+from .text import InstructionEncoder, mean_pool
 
 PARITY_TOLERANCE = 1e-4     # max abs difference of action and steps-to-go probabilities, torch vs ONNX Runtime
 OPSET = 17
@@ -56,9 +56,7 @@ class _TextGraph(nn.Module):
 
     def forward(self, input_ids, attention_mask):
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).float()
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return nn.functional.normalize(pooled, dim=-1)
+        return mean_pool(hidden, attention_mask)
 
 
 def _export(module: nn.Module, inputs: tuple, path: Path, input_names: list[str], output_names: list[str],
@@ -154,9 +152,9 @@ def _training_instructions(run_dir: Path) -> list[str]:
 
 
 def _export_text_encoder(encoder: InstructionEncoder, out: Path) -> None:
-    tokens = encoder._tokenizer(["push the red moon to the blue cube"], return_tensors="pt")
+    tokens = encoder.tokenizer(["push the red moon to the blue cube"], return_tensors="pt")
     sequence = {0: "batch", 1: "sequence"}
-    _export(_TextGraph(encoder._model).eval(), (tokens["input_ids"], tokens["attention_mask"]),
+    _export(_TextGraph(encoder.model).eval(), (tokens["input_ids"], tokens["attention_mask"]),
             out / "text_encoder.onnx", ["input_ids", "attention_mask"], ["embedding"],
             dynamic={"input_ids": sequence, "attention_mask": sequence, "embedding": {0: "batch"}})
-    encoder._tokenizer.backend_tokenizer.save(str(out / "text_tokenizer.json"))
+    encoder.tokenizer.backend_tokenizer.save(str(out / "text_tokenizer.json"))

@@ -19,6 +19,7 @@ import numpy as np
 
 from .manifest import Manifest, ModelDirError, read_manifest
 from .preprocess import ObservationError, check_proprio, stack_views
+from .text import MAX_TOKENS
 
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 _log = logging.getLogger("efm.policy.runtime")
@@ -71,7 +72,7 @@ class InstructionEmbedder:
             from tokenizers import Tokenizer
             self._tokenizer = Tokenizer.from_file(str(manifest.path("text_tokenizer.json")))
             self._tokenizer.no_padding()
-            self._tokenizer.enable_truncation(64)
+            self._tokenizer.enable_truncation(MAX_TOKENS)
             self._encoder = create_session(manifest.path("text_encoder.onnx"), providers, log)
 
     def __call__(self, instruction: str) -> np.ndarray:

