@@ -65,6 +65,10 @@ setup(
         "tqdm>=4.60",
         # the robot runtime tokenizes instructions for the exported MiniLM text encoder (Rust, no torch)
         "tokenizers>=0.15",
+        # HTTP: the learner service and the operator page (server), the trainer bridge (client)
+        "fastapi>=0.110",
+        "uvicorn>=0.29",
+        "requests>=2.31",
     ],
     extras_require={
         # gym-aloha ships the Aloha MJCF assets; it pins mujoco<3.9 and dm-control<1.1, which
