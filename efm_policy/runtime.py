@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,15 +47,22 @@ def create_session(path: Path, providers: Sequence[str] | None = None, log: Call
     # onnxruntime prints a page per provider it cannot load (missing CUDA/TensorRT libraries) and falls
     # back by itself; keep that out of the robot's log and report the outcome in one line instead.
     ort.set_default_logger_severity(4)
+    options = ort.SessionOptions()
+    # Several simulated robots on one machine each get one thread (EFM_ORT_THREADS=1), instead of
+    # every session claiming all cores and the robots fighting over them.
+    threads = int(os.environ.get("EFM_ORT_THREADS", "0") or 0)
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     chatter = io.StringIO()
     try:
         with contextlib.redirect_stdout(chatter):
-            session = ort.InferenceSession(str(path), providers=wanted)
+            session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
     except Exception as exc:  # a broken CUDA/TensorRT install can raise instead of falling back
         if wanted == ["CPUExecutionProvider"]:
             raise ModelDirError(f"{path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc})") from None
         log(f"{path.name}: {wanted[0]} failed ({exc}); using CPUExecutionProvider")
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     got = session.get_providers()[0]
     note = "" if got == wanted[0] else f" (wanted {wanted[0]}: its libraries or GPU are missing here)"
     log(f"{path.name}: running on {got}{note}")
