@@ -3,20 +3,23 @@
 An episode starts when ``task`` arrives and ends with a terminal ``episode`` status; in between,
 camera frames (stored JPEG-compressed as ``/camera/<name>/image_raw/compressed``), proprio, action
 chunks and rewards are written with their header stamps. Topics are stored relative to the robot;
-the robot, task and outcome go into the bag's metadata. See ``efm_trainer.episodes`` for the
-crash-safe write (temporary name, fsync, rename).
+the robot, task, outcome, policy version and reward model version go into the bag's metadata, and a
+human label that comes after the end is added to it. The logic is :mod:`efm_trainer.recording`
+(shared with the trainer bridge); see ``efm_trainer.episodes`` for the crash-safe write (temporary
+name, fsync, rename).
 
 Topics (robot namespace): subscribes ``task``, ``episode``, ``action``, ``reward``,
-``camera/<name>/image_raw`` for each of ``cameras``, and ``effector`` or ``joint_states``.
+``policy_version`` (latched), ``camera/<name>/image_raw`` for each of ``cameras``, and ``effector``
+or ``joint_states``.
 Parameters: ``out_dir`` (required), ``cameras`` (["top"]), ``proprio_topic`` ("effector"),
 ``jpeg_quality`` (90).
 Run: ``ros2 run efm episode_recorder --ros-args -p out_dir:=/data/episodes`` or in a graph.
 """
 from __future__ import annotations
 
-from efm_runtime import COMMANDS, SENSOR_DATA, Node, NodeOptions, ParameterError, Time, get_message, run_node
+from efm_runtime import COMMANDS, LATCHED, SENSOR_DATA, Node, NodeOptions, ParameterError, get_message, run_node
 
-from .episodes import EpisodeWriter, encode_image, image_msg_to_array
+from .recording import EpisodeRecording
 
 Image = get_message("sensor_msgs/msg/Image")
 JointState = get_message("sensor_msgs/msg/JointState")
@@ -25,13 +28,39 @@ Task = get_message("efm_msgs/msg/Task")
 ActionChunk = get_message("efm_msgs/msg/ActionChunk")
 StepReward = get_message("efm_msgs/msg/StepReward")
 EpisodeStatus = get_message("efm_msgs/msg/EpisodeStatus")
+PolicyVersion = get_message("efm_msgs/msg/PolicyVersion")
 
-OUTCOMES = {
-    EpisodeStatus.STATE_SUCCEEDED: "succeeded", EpisodeStatus.STATE_FAILED: "failed",
-    EpisodeStatus.STATE_TIMED_OUT: "timed_out", EpisodeStatus.STATE_ABORTED: "aborted",
-    EpisodeStatus.STATE_ESTOPPED: "estopped",
-}
 PROPRIO_TYPES = {"effector": PointStamped, "joint_states": JointState}
+
+
+def declare_recording_parameters(node: Node) -> tuple[list[str], str, int]:
+    """cameras, proprio_topic, jpeg_quality: the parameters every recording node shares."""
+    cameras = node.declare_parameter("cameras", ["top"], description="camera names to record").value
+    proprio = node.declare_parameter("proprio_topic", "effector", description="effector or joint_states").value
+    jpeg_quality = node.declare_parameter("jpeg_quality", 90, min=10, max=100,
+                                          description="JPEG quality of stored frames").value
+    if proprio not in PROPRIO_TYPES:
+        raise ParameterError(f"parameter 'proprio_topic' must be one of {sorted(PROPRIO_TYPES)}, got {proprio!r}")
+    return list(cameras), proprio, int(jpeg_quality)
+
+
+def subscribe_recording(node: Node, recording: EpisodeRecording, cameras: list[str], proprio: str) -> None:
+    """Connect a node's topics to a recording core."""
+    node.create_subscription(Task, "task", recording.on_task, COMMANDS)
+    node.create_subscription(EpisodeStatus, "episode", recording.on_episode, COMMANDS)
+    node.create_subscription(ActionChunk, "action", recording.on_action, COMMANDS)
+    node.create_subscription(StepReward, "reward", recording.on_reward, COMMANDS)
+    node.create_subscription(PolicyVersion, "policy_version", recording.on_policy_version, LATCHED)
+    node.create_subscription(PROPRIO_TYPES[proprio], proprio, lambda m: recording.write(f"/{proprio}", m),
+                             SENSOR_DATA)
+    for camera in cameras:
+        node.create_subscription(Image, f"camera/{camera}/image_raw",
+                                 lambda m, c=camera: recording.on_image(c, m), SENSOR_DATA)
+
+
+def node_log(node: Node):
+    """A recording core's ``log(level, text)`` that goes to the node's logger."""
+    return lambda level, text: getattr(node.get_logger(), level)(text)
 
 
 class EpisodeRecorder(Node):
@@ -39,69 +68,23 @@ class EpisodeRecorder(Node):
 
     def __init__(self, options: NodeOptions | None = None) -> None:
         super().__init__(self.default_name, options)
-        self._out_dir = self.declare_parameter("out_dir", type="string",
-                                               description="dataset directory episodes are written to").value
-        cameras = self.declare_parameter("cameras", ["top"], description="camera names to record").value
-        proprio = self.declare_parameter("proprio_topic", "effector", description="effector or joint_states").value
-        self._jpeg_quality = self.declare_parameter("jpeg_quality", 90, min=10, max=100,
-                                                    description="JPEG quality of stored frames").value
-        if proprio not in PROPRIO_TYPES:
-            raise ParameterError(f"parameter 'proprio_topic' must be one of {sorted(PROPRIO_TYPES)}, got {proprio!r}")
-        self._writer: EpisodeWriter | None = None
-        self.completed: list[str] = []
-
-        self.create_subscription(Task, "task", self._on_task, COMMANDS)
-        self.create_subscription(EpisodeStatus, "episode", self._on_episode, COMMANDS)
-        self.create_subscription(ActionChunk, "action", lambda m: self._write("/action", m), COMMANDS)
-        self.create_subscription(StepReward, "reward", lambda m: self._write("/reward", m), COMMANDS)
-        self.create_subscription(PROPRIO_TYPES[proprio], proprio, lambda m: self._write(f"/{proprio}", m), SENSOR_DATA)
-        for camera in cameras:
-            self.create_subscription(Image, f"camera/{camera}/image_raw",
-                                     lambda m, c=camera: self._on_image(c, m), SENSOR_DATA)
+        out_dir = self.declare_parameter("out_dir", type="string",
+                                         description="dataset directory episodes are written to").value
+        cameras, proprio, jpeg_quality = declare_recording_parameters(self)
+        self._recording = EpisodeRecording(out_dir, robot=self.get_namespace().strip("/"),
+                                           jpeg_quality=jpeg_quality, log=node_log(self))
+        subscribe_recording(self, self._recording, cameras, proprio)
 
     @property
     def recording(self) -> bool:
-        return self._writer is not None
+        return self._recording.recording
 
-    def _on_task(self, msg) -> None:
-        if self._writer is not None:
-            self.get_logger().warning(f"task {msg.episode_id} arrived while {self._writer.episode_id} was "
-                                      "recording; closing that one as aborted")
-            self._finish(outcome="aborted", success=False)
-        self._writer = EpisodeWriter(self._out_dir, msg.episode_id, {
-            "robot": msg.robot or self.get_namespace().strip("/"), "episode_id": msg.episode_id,
-            "instruction": msg.instruction, "task_family": msg.task_family, "embodiment": msg.embodiment,
-            "seed": msg.seed, "max_steps": msg.max_steps})
-        self._write("/task", msg)
-
-    def _on_image(self, camera: str, msg) -> None:
-        if self._writer is not None:
-            compressed = encode_image(image_msg_to_array(msg), msg.header.stamp, self._jpeg_quality)
-            self._write(f"/camera/{camera}/image_raw/compressed", compressed)
-
-    def _on_episode(self, msg) -> None:
-        if self._writer is None or msg.episode_id != self._writer.episode_id:
-            return
-        self._write("/episode", msg)
-        if msg.state in OUTCOMES:
-            self._finish(outcome=OUTCOMES[msg.state], success=msg.state == EpisodeStatus.STATE_SUCCEEDED,
-                         steps=msg.steps, human_label=msg.human_label)
-
-    def _write(self, topic: str, msg) -> None:
-        if self._writer is not None:
-            self._writer.write(topic, msg, Time.from_msg(msg.header.stamp).nanoseconds)
-
-    def _finish(self, **outcome) -> None:
-        writer, self._writer = self._writer, None
-        path = writer.close(**outcome)
-        self.completed.append(writer.episode_id)
-        self.get_logger().info(f"episode {writer.episode_id} saved: {path} ({outcome['outcome']})")
+    @property
+    def completed(self) -> list[str]:
+        return self._recording.completed
 
     def destroy_node(self) -> None:
-        if self._writer is not None:  # an unfinished episode is not a dataset episode
-            self.get_logger().warning(f"discarding unfinished episode {self._writer.episode_id}")
-            self._writer.abort()
-            self._writer = None
+        self._recording.discard()
         super().destroy_node()
 
 

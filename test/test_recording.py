@@ -1,0 +1,57 @@
+"""The recording core shared by episode_recorder and trainer_bridge: metadata context and late labels."""
+from rosbags.rosbag2 import Reader
+
+from bridge_fakes import EpisodeStatus, label, play_episode
+from efm_trainer.episodes import read_episode, read_metadata
+from efm_trainer.recording import EpisodeRecording
+
+
+def test_metadata_carries_robot_policy_and_reward_model_versions(tmp_path):
+    finished = []
+    recording = EpisodeRecording(tmp_path, robot="robot_a", on_finished=lambda i, p: finished.append((i, p)))
+    play_episode(recording, "robot_a-1", policy="rl-0003", reward_model="sft-0000")
+    assert finished == [("robot_a-1", tmp_path / "robot_a-1")]
+    metadata = read_metadata(tmp_path / "robot_a-1")
+    assert (metadata["robot"], metadata["policy_version"], metadata["reward_model_version"]) == \
+        ("robot_a", "rl-0003", "sft-0000")
+    assert metadata["outcome"] == "succeeded" and metadata["human_label"] == "0"
+    episode = read_episode(tmp_path / "robot_a-1")
+    assert len(episode.topic("/action")) == 3 and len(list(episode.images("top"))) == 3
+
+
+def test_a_late_human_label_rewrites_the_metadata_and_the_bag_still_opens(tmp_path):
+    recording = EpisodeRecording(tmp_path)
+    play_episode(recording, "ep-1")
+    recording.on_episode(label("ep-1", EpisodeStatus.LABEL_FAILURE))
+    assert read_metadata(tmp_path / "ep-1")["human_label"] == str(EpisodeStatus.LABEL_FAILURE)
+    with Reader(tmp_path / "ep-1") as reader:
+        assert reader.message_count > 0
+    assert read_metadata(tmp_path / "ep-1")["outcome"] == "succeeded"  # the detector's outcome is kept beside it
+
+
+def test_a_label_the_owner_refuses_leaves_the_episode_alone(tmp_path):
+    recording = EpisodeRecording(tmp_path, on_labelled=lambda episode_id, value: False)
+    play_episode(recording, "ep-1")
+    recording.on_episode(label("ep-1"))
+    assert read_metadata(tmp_path / "ep-1")["human_label"] == "0"
+
+
+def test_an_episode_acted_by_two_versions_names_both(tmp_path):
+    logs = []
+    recording = EpisodeRecording(tmp_path, log=lambda level, text: logs.append((level, text)))
+    original = recording.on_action
+
+    def swap_midway(msg):  # a policy that hot-swapped mid-episode (at_episode_boundary false)
+        msg.policy_version = "rl-0001" if msg.step == 0 else "rl-0002"
+        original(msg)
+
+    recording.on_action = swap_midway
+    play_episode(recording, "ep-1")
+    assert read_metadata(tmp_path / "ep-1")["policy_version"] == "rl-0001,rl-0002"
+    assert any(level == "warning" and "several policy versions" in text for level, text in logs)
+
+
+def test_without_chunks_the_status_names_the_policy(tmp_path):
+    recording = EpisodeRecording(tmp_path)
+    play_episode(recording, "ep-2", policy="rl-0002", steps=0)
+    assert read_metadata(tmp_path / "ep-2")["policy_version"] == "rl-0002"
