@@ -60,7 +60,7 @@ def run_episode(runtime: PolicyRuntime, robot: SimRobot, seed: int, task_family:
 
 def evaluate_policy(model_dir: str, env_name: str, task_family: str = "", episodes: int = 50,
                     first_seed: int = DEFAULT_FIRST_SEED, greedy: bool = True, temperature: float = 1.0,
-                    on_episode: Callable[[EpisodeResult], None] = lambda r: None,
+                    max_policy_steps: int | None = None, on_episode: Callable[[EpisodeResult], None] = lambda r: None,
                     log: Callable[[str], None] = print) -> list[EpisodeResult]:
     from efm_sim.registry import make_env
 
@@ -72,7 +72,7 @@ def evaluate_policy(model_dir: str, env_name: str, task_family: str = "", episod
     results = []
     try:
         for seed in range(first_seed, first_seed + episodes):
-            result = run_episode(runtime, robot, seed, task_family, greedy, temperature)
+            result = run_episode(runtime, robot, seed, task_family, greedy, temperature, max_policy_steps)
             results.append(result)
             on_episode(result)
     finally:

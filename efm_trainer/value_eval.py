@@ -15,19 +15,16 @@ def held_out_episodes(run_dir: Path, episode_ids: list[str]) -> np.ndarray:
     return np.array([e not in trained for e in episode_ids], dtype=bool)
 
 
-def value_landscape(run_dir: str | Path, episodes: list[str], out: str | Path, max_episodes: int = 12,
-                    log=print) -> dict:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def predict_held_out(run_dir: str | Path, episodes: list[str], max_episodes: int = 12):
+    """d(o, g) of the run's model along held-out episodes: (data, chosen episodes, row index, predicted,
+    true steps to go, training step)."""
     import torch
 
     from efm_policy.model import load_policy
     from efm_policy.text import InstructionEncoder
 
-    from .sft_data import load_sft_data
-
     from .episodes import episode_paths
+    from .sft_data import load_sft_data
 
     run_dir = Path(run_dir)
     model, state = load_policy(str(run_dir))
@@ -50,8 +47,17 @@ def value_landscape(run_dir: str | Path, episodes: list[str], out: str | Path, m
             _, logits = model(torch.from_numpy(data.frames[data.view_frames[batch]]),
                               torch.from_numpy(data.proprio[batch]), embeddings[data.instruction_ids[batch]])
             predicted.append((logits.softmax(-1) @ edges).numpy())
-    predicted = np.concatenate(predicted)
-    truth = data.steps_to_go[index]
+    return data, chosen, index, np.concatenate(predicted), data.steps_to_go[index], int(state["step"])
+
+
+def value_landscape(run_dir: str | Path, episodes: list[str], out: str | Path, max_episodes: int = 12,
+                    log=print) -> dict:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    data, chosen, index, predicted, truth, step = predict_held_out(run_dir, episodes, max_episodes)
     mae = float(np.abs(predicted - truth).mean())
     correlation = float(np.corrcoef(predicted, truth)[0, 1]) if len(index) > 2 else float("nan")
 
@@ -71,9 +77,9 @@ def value_landscape(run_dir: str | Path, episodes: list[str], out: str | Path, m
     scatter.set_xlabel("true steps to go")
     scatter.set_ylabel("predicted d(o,g)")
     scatter.set_title(f"MAE {mae:.2f} steps, r = {correlation:.3f} ({len(chosen)} episodes, {len(index)} states)")
-    figure.suptitle(f"{run_dir.name} step {state['step']}")
+    figure.suptitle(f"{run_dir.name} step {step}")
     figure.tight_layout()
     figure.savefig(out, dpi=110)
     plt.close(figure)
     return {"episodes": int(len(chosen)), "states": int(len(index)), "steps_to_go_mae": mae,
-            "correlation": correlation, "step": int(state["step"])}
+            "correlation": correlation, "step": step}
