@@ -18,6 +18,7 @@ SUBCOMMANDS = (
     "efm_trainer.dataset_cli",
     "efm_trainer.train_cli",
     "efm_policy.cli",
+    "efm_trainer.selfimprove.cli",
 )
 
 

@@ -1,0 +1,87 @@
+"""What one ``efm self-improve`` run does, as one checked dataclass (saved with the run)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from efm_runtime.errors import EfmUserError
+
+# Seed ranges never overlap: demos use 1.., evaluation 1,000,001.., robot i practises on
+# PRACTICE_FIRST_SEED + i * PRACTICE_SEED_STRIDE.., so no practice or demo scene is ever an evaluation scene.
+EVAL_FIRST_SEED = 1_000_001
+PRACTICE_FIRST_SEED = 2_000_001
+PRACTICE_SEED_STRIDE = 100_000
+
+
+@dataclass
+class SelfImproveSettings:
+    env: str = "language_table"
+    task: str = "block2block"                 # task family of demos, practice and evaluation
+    out: str = "runs/self_improve"
+    cache: str = "~/.cache/efm"               # oracle demos are kept here and shared between runs
+    # Stage 1
+    demos: int = 1000                         # oracle episodes ("1x" data)
+    demo_noise: float = 0.2                   # oracle suboptimality, as real demonstrations are
+    demo_workers: int = 2
+    sft_steps: int = 4000
+    sft_batch_size: int = 64
+    sft_lr: float = 1e-3
+    action_bins: int = 32
+    vision_blocks: int = 11
+    image_size: tuple[int, int] = (96, 160)
+    # Stage 2
+    robots: int = 4
+    practice_episodes: int = 200              # stop practising after this many uploaded episodes
+    max_steps: int = 100                      # policy steps before an episode times out
+    steps_per_update: int = 1024              # on-policy steps of one version before a learner update
+    sgd_steps: int = 32
+    rl_batch_size: int = 64
+    rl_lr: float = 1e-4
+    gamma: float = 0.9
+    temperature: float = 1.0                  # robots sample actions while practising
+    success_threshold: float = 0.0            # s; 0 = calibrate on held-out demos
+    success_streak: int = 2                   # k
+    # evaluation (ground truth, held-out seeds, greedy actions)
+    eval_episodes: int = 50
+    port: int = 0                             # learner port; 0 = a free one
+    max_wall_s: float = 0.0                   # stop practice after this long; 0 = no limit
+    quick: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.image_size = tuple(self.image_size)
+        positive = ("demos", "sft_steps", "sft_batch_size", "robots", "practice_episodes", "max_steps",
+                    "steps_per_update", "sgd_steps", "rl_batch_size", "eval_episodes", "success_streak")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise EfmUserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise EfmUserError(f"--gamma must be within [0, 1], got {self.gamma}")
+        if self.robots > 16:
+            raise EfmUserError(f"--robots {self.robots}: each robot is a process with its own simulator; "
+                               "use at most 16 on one machine")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out).expanduser().resolve()
+
+    def demo_dir(self) -> Path:
+        name = f"demos-{self.env}-{self.task or 'any'}-noise{self.demo_noise:g}"
+        return Path(self.cache).expanduser().resolve() / name
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SelfImproveSettings":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+# --quick: the whole pipeline in about 10 minutes on 2 CPU cores; a smoke run, not an experiment.
+QUICK = dict(demos=120, sft_steps=600, sft_batch_size=32, vision_blocks=5, robots=4, practice_episodes=48,
+             max_steps=60, steps_per_update=384, sgd_steps=16, rl_batch_size=32, eval_episodes=20, quick=True)
