@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Optional
 
 
 class EpisodeState(enum.IntEnum):
@@ -56,7 +55,7 @@ class EpisodeState(enum.IntEnum):
         return self.name.lower()
 
     @classmethod
-    def parse(cls, value: "int | str | EpisodeState") -> "EpisodeState":
+    def parse(cls, value: int | str | EpisodeState) -> EpisodeState:
         """An ``EpisodeStatus.state`` value or a name (``"running"``, ``"RUNNING"``) as a state."""
         if isinstance(value, str):
             try:
@@ -92,7 +91,7 @@ TERMINAL_STATES = frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.ABORTED})
 """States an episode ends in through the normal life (``estopped`` ends one too, but is not left normally)."""
 
 # The normal life; PAUSE, RESUME and ESTOP are handled by rule in next_state, not listed per state.
-TRANSITIONS: "dict[tuple[EpisodeState, Event], EpisodeState]" = {
+TRANSITIONS: dict[tuple[EpisodeState, Event], EpisodeState] = {
     (S.WAITING_RESET, E.RESET_DONE): S.READY,
     (S.READY, E.START): S.RUNNING,
     (S.RUNNING, E.SUCCEED): S.SUCCEEDED,
@@ -112,7 +111,7 @@ class IllegalTransition(ValueError):
         self.state, self.event, self.reason = state, event, reason
 
 
-def _why(state: EpisodeState, event: Event, paused_from: Optional[EpisodeState]) -> str:
+def _why(state: EpisodeState, event: Event, paused_from: EpisodeState | None) -> str:
     """The reason an event is refused in a state, for an operator to read."""
     head = f"{event.value} refused in state {state.label}"
     if state is S.ESTOPPED:
@@ -130,7 +129,7 @@ def _why(state: EpisodeState, event: Event, paused_from: Optional[EpisodeState])
     return f"{head}: accepted there: {accepted}"
 
 
-def next_state(state: EpisodeState, event: Event, paused_from: Optional[EpisodeState] = None) -> EpisodeState:
+def next_state(state: EpisodeState, event: Event, paused_from: EpisodeState | None = None) -> EpisodeState:
     """The state after ``event`` in ``state``; raises :class:`IllegalTransition` if it is not accepted.
 
     ``paused_from`` is the state before the pause; it is needed (and only used) to resume from ``paused``.
@@ -151,7 +150,7 @@ def next_state(state: EpisodeState, event: Event, paused_from: Optional[EpisodeS
     return target
 
 
-def is_legal(state: EpisodeState, event: Event, paused_from: Optional[EpisodeState] = None) -> bool:
+def is_legal(state: EpisodeState, event: Event, paused_from: EpisodeState | None = None) -> bool:
     """True if ``event`` is accepted in ``state``."""
     try:
         next_state(state, event, paused_from)
@@ -160,7 +159,7 @@ def is_legal(state: EpisodeState, event: Event, paused_from: Optional[EpisodeSta
     return True
 
 
-def allowed_events(state: EpisodeState, paused_from: Optional[EpisodeState] = None) -> "tuple[Event, ...]":
+def allowed_events(state: EpisodeState, paused_from: EpisodeState | None = None) -> tuple[Event, ...]:
     """The events accepted in ``state``, in declaration order (e.g. to enable buttons)."""
     out = []
     for event in E:
@@ -195,14 +194,14 @@ class EpisodeMachine:
         if state is S.PAUSED:
             raise ValueError("EpisodeMachine cannot start in paused: the state to resume to would be unknown")
         self._state = state
-        self._paused_from: Optional[EpisodeState] = None
+        self._paused_from: EpisodeState | None = None
 
     @property
     def state(self) -> EpisodeState:
         return self._state
 
     @property
-    def paused_from(self) -> Optional[EpisodeState]:
+    def paused_from(self) -> EpisodeState | None:
         """The state a resume returns to; None unless paused."""
         return self._paused_from
 
@@ -214,7 +213,7 @@ class EpisodeMachine:
     def can(self, event: Event) -> bool:
         return is_legal(self._state, E(event), self._paused_from)
 
-    def allowed(self) -> "tuple[Event, ...]":
+    def allowed(self) -> tuple[Event, ...]:
         return allowed_events(self._state, self._paused_from)
 
     def apply(self, event: Event) -> Outcome:

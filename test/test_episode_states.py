@@ -5,11 +5,11 @@ import itertools
 
 import pytest
 
+from efm_reset_supervisor.episode_states import (TERMINAL_STATES, EpisodeMachine, IllegalTransition, allowed_events,
+                                                 is_legal, next_state)
+from efm_reset_supervisor.episode_states import EpisodeState as S
+from efm_reset_supervisor.episode_states import Event as E
 from efm_runtime import get_message
-from efm_reset_supervisor.episode_states import (
-    TERMINAL_STATES, EpisodeMachine, EpisodeState as S, Event as E, IllegalTransition, allowed_events,
-    is_legal, next_state,
-)
 
 # The whole table, written out by hand (not derived from the module): (state, event) -> new state.
 # Paused rows use paused_from=RUNNING; resume from other pre-pause states is tested separately.
