@@ -345,3 +345,178 @@ def test_label_after_the_end_republishes_the_terminal_status_then_the_current_on
 def test_episode_ids_follow_the_contract():
     assert episode_id_for("robot_a", UTC_NS + 61 * NS, 12) == "robot_a-20260101T000101-00012"
     assert re.fullmatch(r"fleet_robot_a-\d{8}T\d{6}-00001", episode_id_for("fleet/robot_a", UTC_NS, 1))
+
+
+# ---- the node, with the real simulator -----------------------------------------------------------
+from efm_runtime import (COMMANDS, LATCHED, SENSOR_DATA, Node, NodeOptions, Time, build_node,  # noqa: E402
+                         create_context, get_message, get_service)
+from efm_runtime.clock import ManualWallSource  # noqa: E402
+from efm_runtime.errors import ParameterError  # noqa: E402
+
+PointStamped = get_message("geometry_msgs/msg/PointStamped")
+Header = get_message("std_msgs/msg/Header")
+String = get_message("std_msgs/msg/String")
+Task = get_message("efm_msgs/msg/Task")
+EpisodeStatus = get_message("efm_msgs/msg/EpisodeStatus")
+StepReward = get_message("efm_msgs/msg/StepReward")
+ActionChunk = get_message("efm_msgs/msg/ActionChunk")
+ResetDone = get_service("efm_msgs/srv/ResetDone")
+StartEpisode = get_service("efm_msgs/srv/StartEpisode")
+RobotCommand = get_service("efm_msgs/srv/RobotCommand")
+LabelEpisode = get_service("efm_msgs/srv/LabelEpisode")
+ROBOT = "/lt_1"
+TERMINAL = {EpisodeStatus.STATE_SUCCEEDED, EpisodeStatus.STATE_FAILED, EpisodeStatus.STATE_TIMED_OUT,
+            EpisodeStatus.STATE_ABORTED, EpisodeStatus.STATE_ESTOPPED}
+
+
+@pytest.fixture
+def ctx():
+    context = create_context("embedded", wall=ManualWallSource())
+    yield context
+    context.shutdown()
+
+
+class StandIns(Node):
+    """The policy (a zero action per observation, version "fake-1") and the reward node (step k for the
+    k-th observation of an episode; success at ``success_at[i]`` in the i-th episode, None = never)."""
+
+    def __init__(self, options, success_at=()):
+        super().__init__("stand_ins", options)
+        self.success_at, self.episode, self.step, self.count = list(success_at), None, 0, 0
+        self.awake = True         # asleep: neither acts nor rewards (the sim then holds still, step by step)
+        self.tasks, self.statuses, self.ready = [], [], []
+        self.action_pub = self.create_publisher(ActionChunk, "action", COMMANDS)
+        self.reward_pub = self.create_publisher(StepReward, "reward", COMMANDS)
+        self.create_subscription(Task, "task", self.on_task, COMMANDS)
+        self.create_subscription(EpisodeStatus, "episode", self.on_status, 100)
+        self.create_subscription(PointStamped, "effector", self.on_observation, SENSOR_DATA)
+        self.create_subscription(String, "scene_ready", lambda m: self.ready.append(m.data), LATCHED)
+        self.clients = {name: self.create_client(srv, name) for name, srv in [
+            ("reset_done", ResetDone), ("start_episode", StartEpisode), ("pause", RobotCommand),
+            ("resume", RobotCommand), ("estop", RobotCommand), ("label_episode", LabelEpisode)]}
+
+    def on_task(self, msg):
+        self.tasks.append(msg)
+        self.episode, self.step = msg.episode_id, 0
+        self.success = self.success_at[self.count] if self.count < len(self.success_at) else None
+        self.count += 1
+
+    def on_status(self, msg):
+        self.statuses.append(msg)
+        if msg.state in TERMINAL and msg.episode_id == self.episode:
+            self.episode = None
+
+    def wake(self):
+        """Answer the observation the lock-step sim has been waiting on since the stand-ins fell asleep."""
+        self.awake = True
+        self.on_observation(self.last)
+
+    def on_observation(self, msg):
+        self.last = msg
+        if self.episode is None or not self.awake:
+            return
+        step = self.step
+        self.step += 1
+        self.reward_pub.publish(StepReward(header=Header(stamp=msg.header.stamp), episode_id=self.episode,
+                                           step=step, success=step == self.success))
+        self.action_pub.publish(ActionChunk(header=Header(stamp=msg.header.stamp), episode_id=self.episode,
+                                            step=step, horizon=1, action_dim=2, values=[0.0, 0.0],
+                                            policy_version="fake-1"))
+
+    def ended(self):
+        return [s for s in self.statuses if s.state in TERMINAL]
+
+
+def call(ctx, node, service, **fields):
+    client = node.clients[service]
+    future = client.call_async(client.srv_type.Request(**fields))
+    assert ctx.spin_until_future_complete(future, 5.0)
+    return future.result()
+
+
+def bring_up(ctx, success_at=(), **parameters):
+    from efm_reset_supervisor.episode_manager_node import EpisodeManagerNode
+    from efm_sim.node import SimNode
+
+    options = dict(namespace=ROBOT, context=ctx)
+    stand_ins = StandIns(NodeOptions(**options, parameters={"use_sim_time": True}), success_at)
+    # The sim's lock-step waits are wall time: on the manual wall clock they cost nothing.
+    build_node(SimNode, NodeOptions(**options, parameters={
+        "env": "language_table", "task": "block2block", "driver": "topic", "use_sim_time": True,
+        "reset_delay_s": 0.3}))
+    manager = build_node(EpisodeManagerNode, NodeOptions(**options, parameters={
+        "use_sim_time": True, "embodiment": "language_table", "task_family": "block2block", **parameters}))
+    return stand_ins, manager
+
+
+def test_node_runs_episodes_with_the_simulator_success_then_time_out_on_the_next_seed(ctx):
+    stand_ins, manager = bring_up(ctx, success_at=(3, None), max_steps=6, first_seed=11, seed_stride=3, episodes=2)
+    assert ctx.spin_until(lambda: len(stand_ins.ended()) == 2, 60.0)
+    ctx.spin(0.5)   # anything late would come now
+    first, second = stand_ins.ended()
+    assert first.state == EpisodeStatus.STATE_SUCCEEDED and first.steps == 3 and first.detector_success
+    assert second.state == EpisodeStatus.STATE_TIMED_OUT and second.steps == 6 and not second.detector_success
+    assert {first.policy_version, second.policy_version} == {"fake-1"}
+    tasks = stand_ins.tasks
+    assert [t.seed for t in tasks] == [11, 14] and [t.episode_id for t in tasks] == [first.episode_id,
+                                                                                      second.episode_id]
+    assert all(re.fullmatch(r"lt_1-\d{8}T\d{6}-0000[12]", t.episode_id) for t in tasks)
+    assert [t.instruction for t in tasks] == stand_ins.ready[-2:]        # the instruction the reset scene suits
+    assert all(t.embodiment == "language_table" and t.max_steps == 6 and t.robot == "lt_1" for t in tasks)
+    states = [s.state for s in stand_ins.statuses]
+    W, R, RUN = EpisodeStatus.STATE_WAITING_RESET, EpisodeStatus.STATE_READY, EpisodeStatus.STATE_RUNNING
+    assert states == [W, R, RUN, EpisodeStatus.STATE_SUCCEEDED, W, R, RUN, EpisodeStatus.STATE_TIMED_OUT, W]
+    assert stand_ins.statuses[-1].message == "all 2 episodes done"
+    started = Time.from_msg(stand_ins.statuses[2].started).nanoseconds
+    assert started >= 300_000_000                           # after the sim's reset delay, in sim time
+    assert manager.core.ended == 2 and manager.core.succeeded == 1
+    assert ctx.callback_errors == []
+
+
+def test_node_services_refuse_bad_calls_and_label_after_the_end(ctx):
+    stand_ins, manager = bring_up(ctx, success_at=(2,), auto_reset=False, auto_start=False,
+                                  instructions=["push the red block to the blue block"], max_steps=4)
+    ctx.spin(0.2)
+    assert manager.core.state is S.WAITING_RESET
+    assert not call(ctx, stand_ins, "start_episode", instruction="x").accepted
+    assert call(ctx, stand_ins, "reset_done").accepted
+    double = call(ctx, stand_ins, "reset_done")
+    assert not double.accepted and "reset_done refused in state ready" in double.message
+    assert not call(ctx, stand_ins, "label_episode", label=1).accepted
+    stand_ins.awake = False                  # the episode cannot end while the calls below are checked
+    started = call(ctx, stand_ins, "start_episode", robot="lt_1")
+    ctx.spin(0.05)
+    assert started.accepted and [t.episode_id for t in stand_ins.tasks] == [started.episode_id]
+    assert stand_ins.tasks[0].instruction == "push the red block to the blue block" and stand_ins.tasks[0].seed == 0
+    assert not call(ctx, stand_ins, "reset_done").accepted
+    running = call(ctx, stand_ins, "label_episode", label=1)
+    assert not running.accepted and "still running" in running.message
+    wrong = call(ctx, stand_ins, "pause", robot="lt_2")
+    assert not wrong.accepted and "robot 'lt_2'" in wrong.message
+    assert manager.core.state is S.RUNNING and stand_ins.ended() == []
+    stand_ins.wake()
+    assert ctx.spin_until(lambda: stand_ins.ended(), 30.0)
+    ended = stand_ins.ended()[0]
+    assert ended.state == EpisodeStatus.STATE_SUCCEEDED and ended.episode_id == started.episode_id
+    unknown = call(ctx, stand_ins, "label_episode", episode_id="lt_1-nope", label=2)
+    assert not unknown.accepted and "unknown episode 'lt_1-nope'" in unknown.message
+    before = len(stand_ins.statuses)
+    assert call(ctx, stand_ins, "label_episode", label=2).accepted
+    ctx.spin(0.1)
+    labelled, current = stand_ins.statuses[before:]
+    assert labelled.state == EpisodeStatus.STATE_SUCCEEDED and labelled.human_label == EpisodeStatus.LABEL_FAILURE
+    assert current.state == EpisodeStatus.STATE_WAITING_RESET
+    assert call(ctx, stand_ins, "estop", reason="test").accepted
+    assert not call(ctx, stand_ins, "resume").accepted
+    cleared = call(ctx, stand_ins, "reset_done")
+    assert cleared.accepted and manager.core.state is S.READY
+    assert ctx.callback_errors == []
+
+
+def test_node_without_a_robot_name_is_a_clear_parameter_error(ctx):
+    from efm_reset_supervisor.episode_manager_node import EpisodeManagerNode
+
+    with pytest.raises(ParameterError, match="parameter 'robot' is empty and the node runs in the root namespace"):
+        build_node(EpisodeManagerNode, NodeOptions(context=ctx))
+    with pytest.raises(ParameterError, match="instructions is empty and auto_reset is false"):
+        build_node(EpisodeManagerNode, NodeOptions(namespace=ROBOT, context=ctx, parameters={"auto_reset": False}))
