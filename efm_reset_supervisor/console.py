@@ -10,8 +10,8 @@ thread, where waiting would block the very answer it waits for.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .fleet import ESTOP, RESET_DONE, Command, CommandRefused, Fleet
 
@@ -49,7 +49,7 @@ class Console:
         pending = self._start(robot, action, episode_id, source)
         return pending.result(self.timeout_s) if wait else pending.sent()
 
-    def _start(self, robot: str, action: str, episode_id: str, source: str) -> "_Pending":
+    def _start(self, robot: str, action: str, episode_id: str, source: str) -> _Pending:
         try:
             command = self.fleet.begin_command(robot, action, episode_id, source)
         except CommandRefused as exc:
@@ -57,7 +57,7 @@ class Console:
         pending = _Pending(robot, action, fleet=self.fleet, command=command)
         try:
             self._send(command, pending.done)
-        except Exception as exc:  # e.g. the service client could not be created: the command is over
+        except Exception as exc:  # noqa: BLE001 -- e.g. no service client: the command is over, say why
             pending.done(False, f"could not send: {exc}")
         return pending
 

@@ -21,11 +21,18 @@ Who decides what:
 """
 from __future__ import annotations
 
+import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
-from .episode_states import TERMINAL_STATES, EpisodeState, Event, IllegalTransition, next_state
+from .episode_states import (
+    TERMINAL_STATES,
+    EpisodeState,
+    Event,
+    IllegalTransition,
+    next_state,
+)
 
 S = EpisodeState
 
@@ -88,16 +95,16 @@ class EpisodeRecord:
 class RobotView:
     name: str
     auto_reset: bool
-    state: Optional[EpisodeState] = None      # None until the first status arrives
-    paused_from: Optional[EpisodeState] = None
+    state: EpisodeState | None = None      # None until the first status arrives
+    paused_from: EpisodeState | None = None
     since_s: float = 0.0                      # when the mirror entered `state`
     status: StatusUpdate = field(default_factory=lambda: StatusUpdate(state=0))
-    last_seen_s: Optional[float] = None       # any message from the robot
-    last_ended: Optional[EpisodeRecord] = None
-    steps_to_go: Optional[float] = None       # the reward node's latest reading
+    last_seen_s: float | None = None       # any message from the robot
+    last_ended: EpisodeRecord | None = None
+    steps_to_go: float | None = None       # the reward node's latest reading
     detector_success: bool = False
     time_in_state_s: dict = field(default_factory=dict)   # EpisodeState -> accumulated seconds
-    reset_acked_since: Optional[float] = None  # reset_done accepted during the wait that began then
+    reset_acked_since: float | None = None  # reset_done accepted during the wait that began then
     in_flight: set = field(default_factory=set)
     illegal_reports: int = 0
     thumbnail: bytes = b""
@@ -120,7 +127,7 @@ def _accumulate(view: RobotView, now: float) -> None:
     view.since_s = now
 
 
-def _reported_event(previous: EpisodeState, new: EpisodeState, paused_from) -> Optional[Event]:
+def _reported_event(previous: EpisodeState, new: EpisodeState, paused_from) -> Event | None:
     """The event of the transition table that takes ``previous`` to ``new``, or None if none does."""
     for event in Event:
         try:
@@ -150,6 +157,9 @@ class Fleet:
         self._log = log or (lambda level, message: None)
         self.version = 0          # bumps on every change the page shows; live updates watch it
         self.changed = threading.Condition(self._lock)
+
+    def log(self, level: str, message: str) -> None:
+        self._log(level, message)
 
     # ---- inputs from the robots ------------------------------------------------------------
     @property
@@ -238,7 +248,8 @@ class Fleet:
             view.last_seen_s = now
             if episode_id and view.status.episode_id and episode_id != view.status.episode_id:
                 return  # a late reward of an earlier episode
-            view.steps_to_go = float(steps_to_go)
+            value = float(steps_to_go)
+            view.steps_to_go = value if math.isfinite(value) else None  # NaN: no estimate (and no JSON for it)
             view.detector_success = view.detector_success or bool(success)
             self._bump()
 
@@ -248,6 +259,10 @@ class Fleet:
             view.last_seen_s = now
             view.thumbnail, view.thumbnail_seq = jpeg, view.thumbnail_seq + 1
             self._bump()
+
+    def current_episode(self, robot: str) -> str:
+        with self._lock:
+            return self._view(robot).status.episode_id
 
     def thumbnail(self, robot: str) -> bytes:
         with self._lock:

@@ -3,10 +3,25 @@ import itertools
 
 import pytest
 
-from efm_reset_supervisor.episode_states import EpisodeState, Event, IllegalTransition, next_state
-from efm_reset_supervisor.fleet import (ESTOP, LABEL_FAILURE, LABEL_FAILURE_ACTION, LABEL_SUCCESS,
-                                        LABEL_SUCCESS_ACTION, PAUSE, RESET_DONE, RESUME, CommandRefused, Fleet,
-                                        StatusUpdate)
+from efm_reset_supervisor.episode_states import (
+    EpisodeState,
+    Event,
+    IllegalTransition,
+    next_state,
+)
+from efm_reset_supervisor.fleet import (
+    ESTOP,
+    LABEL_FAILURE,
+    LABEL_FAILURE_ACTION,
+    LABEL_SUCCESS,
+    LABEL_SUCCESS_ACTION,
+    PAUSE,
+    RESET_DONE,
+    RESUME,
+    CommandRefused,
+    Fleet,
+    StatusUpdate,
+)
 
 S = EpisodeState
 ALL_STATES = [s for s in S if s is not S.PAUSED]  # paused is entered only through a pause, tested below
@@ -133,7 +148,7 @@ def test_queue_is_ordered_by_wait_and_skips_auto_reset_robots():
 
 
 def test_older_status_is_rejected():
-    fleet, logs = fleet_in(S.RUNNING)
+    fleet, _ = fleet_in(S.RUNNING)
     fleet.on_status("a", status(S.SUCCEEDED, stamp=5.0), 1.0)
     assert fleet.on_status("a", status(S.RUNNING, stamp=4.0), 2.0) is False
     assert fleet.snapshot(2.0)["robots"][0]["state"] == "succeeded"
