@@ -18,6 +18,7 @@ temporary file, fsync, rename), so whoever reads or uploads the folder afterward
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Callable
@@ -46,7 +47,7 @@ class EpisodeRecording:
 
     def __init__(self, out_dir: str | Path, robot: str = "", jpeg_quality: int = 90, log: Log | None = None,
                  on_finished: Callable[[str, Path], None] | None = None,
-                 on_labelled: Callable[[str, int], bool] | None = None) -> None:
+                 on_labelled: Callable[[str, int], bool] | None = None, label_lock=None) -> None:
         self.out_dir = Path(out_dir)
         self.robot = robot
         self.jpeg_quality = jpeg_quality
@@ -54,6 +55,7 @@ class EpisodeRecording:
         self._on_finished = on_finished or (lambda episode_id, path: None)
         # asked before a late label rewrites a finished episode: False = too late (e.g. already uploaded)
         self._on_labelled = on_labelled or (lambda episode_id, label: True)
+        self._label_lock = label_lock or contextlib.nullcontext()  # held from that question to the rewrite
         self._writer: EpisodeWriter | None = None
         self._policy_versions: list[str] = []
         self._reward_versions: list[str] = []
@@ -147,9 +149,10 @@ class EpisodeRecording:
             self._log("warning", f"human label {msg.human_label} for episode {msg.episode_id} came after the "
                                  "episode left the folder (uploaded); the learner keeps the detector's outcome")
             return
-        if not self._on_labelled(msg.episode_id, msg.human_label):
-            return
-        set_metadata(path, human_label=msg.human_label)
+        with self._label_lock:
+            if not self._on_labelled(msg.episode_id, msg.human_label):
+                return
+            set_metadata(path, human_label=msg.human_label)
         self._log("info", f"episode {msg.episode_id} labelled {msg.human_label} by a human")
 
 

@@ -227,10 +227,13 @@ class Uploader:
         return self.in_flight != episode_id and (self.spool.root / episode_id).is_dir()
 
     # ---- the loop on a worker thread --------------------------------------------------------------
-    def run(self, stop: threading.Event, wake: threading.Event, idle_s: float = 5.0) -> None:
-        """Upload until ``stop`` is set; ``wake`` (a new episode) ends an idle wait early, never a backoff."""
+    def run(self, stop: threading.Event, wake: threading.Event, idle_s: float = 5.0,
+            after_pass: Callable[[], None] = lambda: None) -> None:
+        """Upload until ``stop`` is set; ``wake`` (a new episode) ends an idle wait early, never a backoff.
+        ``after_pass`` runs on this thread after every pass (the bridge sizes the spool there)."""
         while not stop.is_set():
             delay = self.step()
+            after_pass()
             if delay is not None:
                 stop.wait(delay)
                 continue

@@ -231,3 +231,44 @@ def label(episode_id: str, human_label=EpisodeStatus.LABEL_FAILURE, state=Episod
     """The terminal status the episode manager re-publishes when a human labels an ended episode."""
     return EpisodeStatus(header=Header(stamp=stamp(99)), robot="robot_a", episode_id=episode_id, state=state,
                          human_label=human_label)
+
+
+# ---- model versions ---------------------------------------------------------------------------
+def derive_version(model_dir: Path, out: Path, version: str, embodiment: str | None = None,
+                   new_policy: bool = True) -> Path:
+    """A later version of an exported model without exporting again: the same reward model and
+    instruction table (as the learner's versions share them), a policy.onnx with other bytes (a valid
+    ONNX file: only its doc string differs), and a manifest naming ``version`` with every sha256 right."""
+    import shutil
+
+    import onnx
+
+    shutil.copytree(model_dir, out)
+    manifest = json.loads((out / MANIFEST).read_text())
+    if new_policy:
+        graph = onnx.load(str(out / "policy.onnx"))
+        graph.doc_string = f"efm policy {version}"
+        onnx.save(graph, str(out / "policy.onnx"))
+        manifest["files"]["policy.onnx"] = sha256_file(out / "policy.onnx")
+    manifest["version"] = version
+    if embodiment:
+        manifest["embodiment"] = manifest["policy_config"]["embodiment"] = embodiment
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+_VERSIONS: dict[str, Path] = {}
+
+
+def model_versions(tmp_path_factory) -> dict[str, Path]:
+    """sft-0000 (a real tiny export), rl-0001 and rl-0002 derived from it, and rl-0009 for another
+    embodiment ("aloha"); built once per test process (an export takes seconds)."""
+    if not _VERSIONS:
+        from tiny_model import tiny_model_dir
+
+        root = tmp_path_factory.mktemp("versions")
+        base = tiny_model_dir(root, name="sft-0000")
+        _VERSIONS.update({"sft-0000": base, "rl-0001": derive_version(base, root / "rl-0001", "rl-0001"),
+                          "rl-0002": derive_version(base, root / "rl-0002", "rl-0002"),
+                          "aloha": derive_version(base, root / "aloha", "rl-0009", embodiment="aloha")})
+    return _VERSIONS
