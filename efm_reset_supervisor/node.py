@@ -62,6 +62,8 @@ Bool = get_message("std_msgs/msg/Bool")
 ResetDone = get_service("efm_msgs/srv/ResetDone")
 RobotCommand = get_service("efm_msgs/srv/RobotCommand")
 LabelEpisode = get_service("efm_msgs/srv/LabelEpisode")
+ResetScene = get_service("efm_msgs/srv/ResetScene")
+StartEpisode = get_service("efm_msgs/srv/StartEpisode")
 
 SERVICES = {RESET_DONE: (ResetDone, "reset_done"), PAUSE: (RobotCommand, "pause"),
             RESUME: (RobotCommand, "resume"), ESTOP: (RobotCommand, "estop"),
@@ -81,6 +83,11 @@ class ResetSupervisor(Node):
         robots = p("robots", [], type="string_array", description="robot names (namespaces without '/')").value
         auto = p("auto_reset_robots", [], type="string_array",
                  description="robots whose scene resets itself (sim, scripted reset): never in the human queue").value
+        self._sim_hands = set(p("sim_hands_robots", [], type="string_array",
+                                description="simulated robots that stand for human-reset ones: reset done first "
+                                            "re-randomises the sim scene (reset_scene), then calls reset_done and "
+                                            "start_episode with the scene's instruction (their episode managers: "
+                                            "auto_reset false, auto_start false)").value)
         camera = p("camera", "top", description="camera whose frames become the tiles' thumbnails").value
         thumb_hz = p("thumbnail_hz", 1.0, min=0.01, max=30.0, description="thumbnails per second per robot").value
         self._thumb_width = p("thumbnail_width", 160, min=16, max=1920, description="thumbnail width, px").value
@@ -113,6 +120,9 @@ class ResetSupervisor(Node):
         self._truth: dict[str, tuple[str, bool | None]] = {}   # robot -> (episode id, latest ground truth)
         self._clients = {(r, key): self.create_client(srv, f"/{r}/{name}")
                          for r in robots for key, (srv, name) in SERVICES.items()}
+        for robot in self._sim_hands & set(robots):
+            self._clients[(robot, "reset_scene")] = self.create_client(ResetScene, f"/{robot}/reset_scene")
+            self._clients[(robot, "start_episode")] = self.create_client(StartEpisode, f"/{robot}/start_episode")
         for robot in robots:
             self.create_subscription(EpisodeStatus, f"/{robot}/episode", self._on_status(robot), EPISODE_QOS)
             self.create_subscription(StepReward, f"/{robot}/reward", self._on_reward(robot), COMMANDS)
@@ -166,8 +176,14 @@ class ResetSupervisor(Node):
             request.episode_id = command.episode_id
         else:
             request.reason = f"operator ({command.source})"
+        if command.action == RESET_DONE and command.robot in self._sim_hands:
+            self._sim_hands_reset(command, request, done)
+            return
+        self._call(client, request, lambda response: done(bool(response.accepted), response.message), done)
+
+    def _call(self, client, request, on_response: Callable, done: Callable[[bool, str], None]) -> None:
         if not client.service_is_ready():
-            done(False, f"{client.srv_name} is not offered: is {command.robot}'s episode manager running?")
+            done(False, f"{client.srv_name} is not offered: is the robot's episode manager (or sim) running?")
             return
 
         def answered(future) -> None:
@@ -176,9 +192,29 @@ class ResetSupervisor(Node):
             except Exception as exc:  # noqa: BLE001 -- the server failed or vanished: nothing happened
                 done(False, f"{client.srv_name} failed: {exc}")
                 return
-            done(bool(response.accepted), response.message)
+            on_response(response)
 
         client.call_async(request).add_done_callback(answered)
+
+    def _sim_hands_reset(self, command: Command, request, done: Callable[[bool, str], None]) -> None:
+        """What a human's hands do to a real scene, done to the simulated one: re-randomise it, then say so."""
+        robot = command.robot
+
+        def scene_reset(answer) -> None:
+            if not answer.success:
+                done(False, f"reset_scene refused: {answer.message}")
+                return
+            self._call(self._clients[(robot, RESET_DONE)], request, lambda reply: reset_done(reply, answer), done)
+
+        def reset_done(reply, scene) -> None:
+            if not reply.accepted:
+                done(False, reply.message)
+                return
+            start = StartEpisode.Request(robot=robot, instruction=scene.instruction, task_family=scene.task_family)
+            self._call(self._clients[(robot, "start_episode")], start,
+                       lambda started: done(bool(started.accepted), f"{reply.message}; {started.message}"), done)
+
+        self._call(self._clients[(robot, "reset_scene")], ResetScene.Request(), scene_reset, done)
 
     # ---- subscriptions -------------------------------------------------------------------------
     def _on_status(self, robot: str):
