@@ -20,7 +20,6 @@ NODES = {
     "sim_episodes": "efm_sim.director:DemoDirector",
     "episode_recorder": "efm_trainer.recorder_node:EpisodeRecorder",
     "trainer_bridge": "efm_trainer.bridge_node:TrainerBridge",
-    "trainer_bridge": "efm_trainer.bridge_node:TrainerBridge",
     "policy": "efm_policy.node:PolicyNode",
     "episode_manager": "efm_reset_supervisor.episode_manager_node:EpisodeManagerNode",
     "reward": "efm_reward.node:RewardNode",
