@@ -8,8 +8,15 @@ import tty
 
 import pytest
 
-from efm_reset_supervisor.button_box import (ALL_ROBOTS, QUEUE_HEAD, ButtonBoxLink, ButtonCommand, ProtocolError,
-                                             answer_line, parse_line)
+from efm_reset_supervisor.button_box import (
+    ALL_ROBOTS,
+    QUEUE_HEAD,
+    ButtonBoxLink,
+    ButtonCommand,
+    ProtocolError,
+    answer_line,
+    parse_line,
+)
 from efm_reset_supervisor.console import Console
 from efm_reset_supervisor.fleet import Fleet, StatusUpdate
 

@@ -1,7 +1,11 @@
 """The simulated operator: one robot at a time, oldest first, after its reaction time; labels from the truth."""
 import pytest
 
-from efm_reset_supervisor.simulated_operator import OperatorAction, OperatorSettings, SimulatedOperator
+from efm_reset_supervisor.simulated_operator import (
+    OperatorAction,
+    OperatorSettings,
+    SimulatedOperator,
+)
 
 
 def truth(outcomes):
