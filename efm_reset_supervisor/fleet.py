@@ -295,6 +295,8 @@ class Fleet:
         if state is None:
             raise CommandRefused(f"{view.name}: no status from the robot yet; is its episode manager running?")
         if action in ACTION_LABELS:
+            if self._episode_running(view):  # the manager refuses it too: labels are for ended episodes
+                raise CommandRefused(f"{view.name}: an episode is running; label the last one after it ends")
             record = self._episodes.get(episode_id) if episode_id else view.last_ended
             if record is None or record.robot != view.name:
                 what = f"episode {episode_id!r}" if episode_id else "an ended episode"
