@@ -51,7 +51,9 @@ def robot_graph(settings: SelfImproveSettings, name: str, index: int, model_dir:
             {"executable": "trainer_bridge", "parameters": {
                 "learner_url": learner_url, "token_file": str(token_file),
                 "spool_dir": str(robot_dir / "spool"), "models_dir": str(robot_dir / "models"),
-                "model_dir": str(model_dir), "cameras": list(cameras), "proprio_topic": proprio}},
+                "model_dir": str(model_dir), "cameras": list(cameras), "proprio_topic": proprio,
+                # no human labels in an unattended sim run: upload at once; follow new versions quickly
+                "label_grace_s": 0.0, "poll_s": 2.0}},
         ]}},
     }
 
