@@ -19,6 +19,7 @@ import hashlib
 import os
 import shutil
 import threading
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -105,9 +106,12 @@ class PolicySync:
     def run(self, stop: threading.Event, on_new_model: Callable[[NewModel], None], poll_s: float) -> None:
         """Poll every ``poll_s`` until ``stop`` is set (on a worker thread)."""
         while not stop.is_set():
-            model = self.check_once()
-            if model is not None:
-                on_new_model(model)
+            try:
+                model = self.check_once()
+                if model is not None:
+                    on_new_model(model)
+            except Exception as exc:  # a bug or a disk error must not end the sync for good
+                self._log("error", f"policy sync failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
             stop.wait(poll_s)
 
     # ---- install one version ----------------------------------------------------------------------

@@ -28,11 +28,13 @@ import tarfile
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 import requests
+import yaml
 
 from efm_policy.manifest import MANIFEST
 
@@ -202,17 +204,8 @@ class Uploader:
     def upload(self, path: Path) -> str:
         """One attempt for one episode; moves it when the learner answered for good. Returns the outcome."""
         episode_id = path.name
-        started = time.monotonic()
         try:
-            with self.lock:
-                self.in_flight = episode_id
-                metadata = read_metadata(path)
-                body = io.BytesIO() if _size(path) <= self.memory_limit else tempfile.TemporaryFile(dir=self.spool.root)
-                size, sha = tar_episode(path, body)
-            with body:
-                response = self.client.put_episode(episode_id, body, size, sha, metadata.get("robot") or self.robot,
-                                                   metadata.get("policy_version", ""))
-            outcome = self._judge(episode_id, response, size, time.monotonic() - started)
+            outcome = self._send(path)
         except (requests.ConnectionError, requests.Timeout) as exc:
             outcome = self._unreachable(f"{type(exc).__name__}: {_short(exc)}")
         finally:
@@ -221,6 +214,21 @@ class Uploader:
             self.stats.outcomes.append((episode_id, outcome))
             self.progress.notify_all()
         return outcome
+
+    def _send(self, path: Path) -> str:
+        episode_id, started = path.name, time.monotonic()
+        with self.lock:
+            self.in_flight = episode_id
+            try:
+                metadata = read_metadata(path)
+            except (ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
+                return self._refuse(episode_id, f"unreadable on the robot, not sent: metadata.yaml: {exc}")
+            body = io.BytesIO() if _size(path) <= self.memory_limit else tempfile.TemporaryFile(dir=self.spool.root)
+            size, sha = tar_episode(path, body)
+        with body:
+            response = self.client.put_episode(episode_id, body, size, sha, metadata.get("robot") or self.robot,
+                                               metadata.get("policy_version", ""))
+        return self._judge(episode_id, response, size, time.monotonic() - started)
 
     def claim_for_label(self, episode_id: str) -> bool:
         """Call with ``lock`` held: may a late human label still change this episode before it is sent?"""
@@ -232,8 +240,12 @@ class Uploader:
         """Upload until ``stop`` is set; ``wake`` (a new episode) ends an idle wait early, never a backoff.
         ``after_pass`` runs on this thread after every pass (the bridge sizes the spool there)."""
         while not stop.is_set():
-            delay = self.step()
-            after_pass()
+            try:
+                delay = self.step()
+                after_pass()
+            except Exception as exc:  # a bug or a disk error must not end uploads for good: say it, back off
+                self._log("error", f"upload pass failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                delay = self._failed()
             if delay is not None:
                 stop.wait(delay)
                 continue

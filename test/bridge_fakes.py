@@ -126,11 +126,11 @@ class FakeLearner:
             body = await request.body()
             self.headers[episode_id] = {k: v for k, v in request.headers.items() if k.startswith("x-")}
             status, answer = self._store(episode_id, body, request.headers.get("x-content-sha256", ""))
+            with self.lock:  # before a slow answer, so a late reply never lands in the next test's record
+                self.puts.append((status, episode_id))
             if self.slow:
                 self.slow -= 1
                 await asyncio.sleep(self.slow_s)
-            with self.lock:
-                self.puts.append((status, episode_id))
             return JSONResponse(answer, status_code=status)
 
         @app.get("/v1/versions")

@@ -220,3 +220,35 @@ def test_bad_settings_are_explained():
         RetrySettings(initial_s=10, max_s=1)
     with pytest.raises(ValueError, match="learner_url must start with http"):
         LearnerClient("127.0.0.1:8765", "t")
+
+
+def test_an_episode_unreadable_on_the_robot_is_refused_without_sending(tmp_path, learner):
+    spool = spool_with(tmp_path, "ep-1")
+    (spool.root / "ep-1" / "metadata.yaml").write_text("rosbag2_bagfile_information: [unclosed\n")
+    drain(make(spool, learner))
+    assert "unreadable on the robot" in (spool.root / ".refused" / "ep-1" / "reason.txt").read_text()
+    assert learner.puts == []
+
+
+def test_the_upload_thread_survives_an_unexpected_error(tmp_path, learner):
+    spool = spool_with(tmp_path, "ep-1")
+    logs = []
+    uploader = make(spool, learner, logs=logs)
+    real_pending, calls = spool.pending, []
+
+    def pending_fails_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk hiccup")
+        return real_pending()
+
+    spool.pending = pending_fails_once
+    stop, wake = threading.Event(), threading.Event()
+    worker = threading.Thread(target=uploader.run, args=(stop, wake, 0.05))
+    worker.start()
+    try:
+        assert uploader.wait_for(lambda s: s.uploaded == 1, 30)
+    finally:
+        stop.set(), wake.set()
+        worker.join(10)
+    assert any(level == "error" and "disk hiccup" in text for level, text in logs)
