@@ -65,10 +65,9 @@ def chunk_log_probs(action_logits: torch.Tensor, tokens: torch.Tensor) -> torch.
 
 
 def reinforce_loss(log_probs: torch.Tensor, returns: torch.Tensor, d_max: float,
-                   mean_over: int | None = None) -> torch.Tensor:
-    """-mean(R_t / d_max * log pi). ``mean_over`` divides by a larger count than this batch holds:
-    a rank's share of a minibatch split across processes, so the ranks' averaged gradients equal the
-    whole minibatch's."""
+                   mean_over: float | None = None) -> torch.Tensor:
+    """-mean(R_t / d_max * log pi). ``mean_over`` replaces the batch length as the divisor: with a
+    minibatch split over ``world`` processes whose gradients DDP averages, each passes batch / world."""
     if d_max <= 0:
         raise ValueError(f"d_max must be > 0, got {d_max}")
     weighted = returns.to(log_probs.dtype) / float(d_max) * log_probs
