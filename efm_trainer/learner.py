@@ -55,12 +55,21 @@ class LearnerError(ValueError):
 
 
 class BadEpisode(ValueError):
-    """An upload that is not a readable, complete episode (HTTP 400: the robot should not resend it)."""
+    """An upload that is not a readable, complete episode (HTTP 400). ``reason``: "sha256_mismatch" (a
+    truncated upload: send it again) or "unreadable" (do not resend)."""
+
+    def __init__(self, message: str, reason: str = "unreadable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class EpisodeConflict(ValueError):
-    """An upload that contradicts what the learner holds (HTTP 409): another body under the same id, or
-    an episode of another embodiment or tokenizers."""
+    """An upload that contradicts what the learner holds (HTTP 409). ``reason``: "content_differs" (another
+    body under the same id) or "spec_mismatch" (another embodiment, tokenizers or proprio)."""
+
+    def __init__(self, message: str, reason: str = "spec_mismatch") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class UnknownVersion(LookupError):
@@ -203,6 +212,10 @@ class Learner:
         manifest = read_manifest(self.dir / "versions" / FIRST_VERSION, verify=False)
         self.config, self.tokenizers = manifest.config, manifest.tokenizers
         self.embodiment = manifest.embodiment
+        # the export taken as sft-0000 may carry another name; robots that still run it run sft-0000
+        adopted = json.loads((self.dir / "versions" / FIRST_VERSION / MANIFEST).read_text())["source"].get(
+            "adopted_version")
+        self._aliases = {adopted: FIRST_VERSION} if adopted and adopted != FIRST_VERSION else {}
         self.records: dict[str, dict] = {}
         for path in sorted((self.dir / "episodes").glob("*.json")):
             record = json.loads(path.read_text())
@@ -303,14 +316,14 @@ class Learner:
         actual = hashlib.sha256(body).hexdigest()
         if actual != (sha256 or "").strip().lower():
             raise BadEpisode(f"body sha256 {actual} differs from X-Content-SHA256 {sha256!r}: a truncated or "
-                             "altered upload; send it again")
+                             "altered upload; send it again", reason="sha256_mismatch")
         with self._receive_lock:
             known = self.records.get(episode_id)
             if known is not None:
                 if known["sha256"] == actual:
                     return Receipt("duplicate")
                 raise EpisodeConflict(f"episode {episode_id} is already stored with other content (sha256 "
-                                      f"{known['sha256']}); episode ids must be unique")
+                                      f"{known['sha256']}); episode ids must be unique", reason="content_differs")
             return self._store(episode_id, body, actual)
 
     def _store(self, episode_id: str, body: bytes, sha256: str) -> Receipt:
@@ -361,12 +374,13 @@ class Learner:
 
     def _untrainable_reason(self, episode) -> str:
         """Why an episode must not train the current version ('' when it will)."""
+        episode.policy_versions = list(dict.fromkeys(self._aliases.get(v, v) for v in episode.policy_versions))
         if len(episode.policy_versions) != 1:
             return f"actions from several policy versions ({', '.join(episode.policy_versions)})"
         version = episode.policy_version
         if version != self.current:
             return f"off-policy: collected by {version!r}, the current version is {self.current!r}"
-        frozen = set(self.version_names()) | {self.manifest(FIRST_VERSION)["source"].get("adopted_version")}
+        frozen = set(self.version_names()) | set(self._aliases)
         others = [v for v in episode.reward_model_versions if not v or v not in frozen]
         if others:
             return (f"scored by reward model {', '.join(map(repr, others))}, not the frozen Stage 1 model "

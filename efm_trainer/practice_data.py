@@ -137,7 +137,9 @@ def _build(episode, cameras: list[str], history: int, image_size: tuple[int, int
         embodiment=meta.get("embodiment", "") or str(task.embodiment),
         outcome=meta.get("outcome", "unknown"),
         detector_success=bool(status.detector_success) if status else meta.get("success") == "True",
-        human_label=LABELS.get(str(status.human_label) if status else meta.get("human_label", "0"), "none"),
+        # a label given after the end is only in metadata.yaml (the contract); else the latest status
+        human_label=LABELS.get(meta.get("human_label", "0") if meta.get("human_label", "0") != "0"
+                               else str(status.human_label) if status else "0", "none"),
         policy_versions=list(dict.fromkeys(str(m.policy_version) for _, m in actions)),
         reward_model_versions=reward_versions, action_shape=shape,
         frames=np.stack(frames), view_frames=np.asarray(views, np.int64),

@@ -72,3 +72,15 @@ def episode_tar(episode_dir: Path) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(episode_dir, arcname=episode_dir.name)
     return buffer.getvalue()
+
+
+def tiny_stage1(root: Path):
+    """A tiny Stage 1 run and its export (``run``, ``model``): what a learner starts from in tests."""
+    from types import SimpleNamespace
+
+    from efm_policy.export import export_model
+    from tiny_model import tiny_checkpoint
+
+    run = tiny_checkpoint(root / "run")
+    export_model(run, root / "model", version="tiny-v1", text_encoder=False, log=lambda _: None)
+    return SimpleNamespace(run=run, model=root / "model", root=root)

@@ -17,8 +17,7 @@ pytest.importorskip("transformers")
 
 from efm_policy.manifest import read_manifest, sha256_file  # noqa: E402
 from efm_trainer.learner import BadEpisode, EpisodeConflict, Learner, LearnerSettings, UnknownVersion  # noqa: E402
-from practice_episodes import episode_tar, write_practice_episode  # noqa: E402
-from tiny_model import tiny_checkpoint  # noqa: E402
+from practice_episodes import episode_tar, tiny_stage1, write_practice_episode  # noqa: E402
 
 GOOD, BAD = [[3, 12]] * 3, [[9, 1]] * 3     # tokens rewarded up, tokens rewarded down
 
@@ -26,13 +25,7 @@ GOOD, BAD = [[3, 12]] * 3, [[9, 1]] * 3     # tokens rewarded up, tokens rewarde
 @pytest.fixture(scope="module")
 def stage1(tmp_path_factory):
     """A tiny Stage 1 run and its export (taken as sft-0000, so no learner test exports it again)."""
-    from efm_policy.export import export_model
-
-    root = tmp_path_factory.mktemp("stage1")
-    run = tiny_checkpoint(root / "run")
-    model = root / "model"
-    export_model(run, model, version="tiny-v1", text_encoder=False, log=lambda _: None)
-    return SimpleNamespace(run=run, model=model, root=root)
+    return tiny_stage1(tmp_path_factory.mktemp("stage1"))
 
 
 def make_learner(directory: Path, stage1, **overrides) -> Learner:

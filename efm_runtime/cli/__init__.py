@@ -17,6 +17,7 @@ SUBCOMMANDS = (
     "efm_sim.cli",
     "efm_trainer.dataset_cli",
     "efm_trainer.train_cli",
+    "efm_trainer.learner_cli",
     "efm_policy.cli",
     "efm_trainer.selfimprove.cli",
 )
