@@ -41,6 +41,7 @@ import time
 
 import numpy as np
 
+from efm_policy.preprocess import proprio_from_message
 from efm_runtime import COMMANDS, SENSOR_DATA, Node, NodeOptions, ParameterError, Time, get_message, run_node
 
 from .core import ERROR, INFO, WARNING, DetectorSettings, RewardTracker
@@ -193,8 +194,6 @@ class RewardNode(Node):
         self._evaluate_synchronized()
 
     def _on_proprio(self, msg) -> None:
-        from efm_policy.preprocess import proprio_from_message
-
         stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
         try:
             self.observations.set_proprio(stamp_ns, proprio_from_message(msg).tolist())
