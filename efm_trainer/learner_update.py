@@ -16,6 +16,7 @@ then every SGD step runs only the fusion transformer and the heads.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -179,14 +180,17 @@ def run_update(plan: UpdatePlan, distributed: Distributed | None = None,
     """Train one update; returns the model, its optimizer and metrics (rank 0 saves them)."""
     device = distributed.device if distributed else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rank, world = (distributed.rank, distributed.world_size) if distributed else (0, 1)
+    started = time.perf_counter()
     model, state = load_policy(plan.parent_checkpoint)
     model.to(device)
     # eval(): no dropout, so the gradient is that of the policy the robots ran (log pi as sampled)
     model.eval()
     optimizer = build_optimizer(model, state, plan.lr)
     samples = load_samples(plan, model)
+    loaded = time.perf_counter()
     cached = model.vision_frozen
     visual_source = _features(model, samples.frames, device) if cached else torch.from_numpy(samples.frames)
+    featured = time.perf_counter()
     heads = _Heads(model, cached)
     trainer: nn.Module = heads
     if distributed:
@@ -212,6 +216,7 @@ def run_update(plan: UpdatePlan, distributed: Distributed | None = None,
         return torch.cat(out)
 
     before = log_probs_of_all(heads)
+    sgd_started = time.perf_counter()
     losses = []
     for index in minibatch_order(plan, len(samples)):
         mine = index[rank::world]
@@ -223,6 +228,7 @@ def run_update(plan: UpdatePlan, distributed: Distributed | None = None,
         loss.backward()
         optimizer.step()
         losses.append(loss.item())   # on rank > 0 an estimate from its share
+    sgd_s = time.perf_counter() - sgd_started
     after = log_probs_of_all(heads)
     change = (after - before).numpy()
     positive, negative = samples.returns > 0, samples.returns < 0
@@ -235,6 +241,9 @@ def run_update(plan: UpdatePlan, distributed: Distributed | None = None,
         "log_prob_gap_mean": float(np.mean(np.abs(before.numpy() - samples.recorded_log_probs))),
         "log_prob_change_positive_return": float(change[positive].mean()) if positive.any() else 0.0,
         "log_prob_change_negative_return": float(change[negative].mean()) if negative.any() else 0.0,
+        "load_s": round(loaded - started, 3), "features_s": round(featured - loaded, 3), "sgd_s": round(sgd_s, 3),
+        "sgd_samples_per_s": round(plan.sgd_steps * plan.batch_size / max(sgd_s, 1e-9), 1),
+        "update_s": round(time.perf_counter() - started, 3), "world_size": world, "device": str(device),
     }
     if rank == 0:
         log(f"{plan.version}: {len(samples)} samples from {len(plan.episodes)} episodes, {plan.sgd_steps} steps, "
