@@ -1,8 +1,6 @@
 """``efm self-improve``: the main job, Stage 1 then Stage 2 in simulation, in one command."""
 from __future__ import annotations
 
-import argparse
-
 from .settings import QUICK, SelfImproveSettings
 
 HELP = "run the whole recipe in simulation: demos, Stage 1 SFT, export, then robots practising (Stage 2)"

@@ -12,9 +12,9 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -112,11 +112,15 @@ class Evaluator:
             version, model_dir, practice = self._queue.get()
             start = time.monotonic()
             done: list = []
+
+            def progress(result, version=version, done=done) -> None:
+                done.append(result)
+                self.on_progress(version, len(done), self.episodes)
+
             try:
                 results = evaluate_policy(
                     str(model_dir), self.env, self.task, episodes=self.episodes, first_seed=self.first_seed,
-                    greedy=True, max_policy_steps=self.max_steps, log=lambda _m: None,
-                    on_episode=lambda r: (done.append(r), self.on_progress(version, len(done), self.episodes)))
+                    greedy=True, max_policy_steps=self.max_steps, log=lambda _m: None, on_episode=progress)
             except Exception as exc:  # reported by the run; the robots keep practising meanwhile
                 self.error = f"evaluating {version} ({model_dir}) failed: {type(exc).__name__}: {exc}"
                 self._pending.discard(version)

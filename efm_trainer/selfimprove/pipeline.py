@@ -13,8 +13,8 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from efm_runtime.errors import EfmUserError
 
@@ -53,9 +53,8 @@ class SelfImproveRun:
 
     # -- Stage 1 -------------------------------------------------------------------------------
     def demos(self) -> Path:
-        from tqdm import tqdm
-
         from efm_sim.demos import record_demos
+        from tqdm import tqdm
 
         s = self.settings
         directory = s.demo_dir()
@@ -96,7 +95,6 @@ class SelfImproveRun:
         """s for the success detector: the threshold whose first firing (k consecutive steps at or under
         s) falls on the successful last state of the most held-out demos, and before it on the fewest."""
         from efm_reward.core import calibrate_threshold
-
         from efm_trainer.value_eval import predict_held_out
 
         s = self.settings
@@ -119,8 +117,6 @@ class SelfImproveRun:
 
     # -- Stage 2 -------------------------------------------------------------------------------
     def stage2(self, run_dir: Path, model_dir: Path) -> dict:
-        from efm_policy.manifest import read_manifest
-
         s = self.settings
         port = s.port or free_port()
         url = f"http://127.0.0.1:{port}"
@@ -135,11 +131,19 @@ class SelfImproveRun:
             url, token, self.out / "learner.log")
         self.log(f"learner: starting on {url} (log: {learner.log_path})")
         learner.start()
-        cameras = list(read_manifest(model_dir).policy_config.get("cameras", []))
+        try:
+            return self._with_learner(learner, url, token_file, learner_dir, model_dir)
+        finally:
+            learner.stop()
+
+    def _with_learner(self, learner, url: str, token_file: Path, learner_dir: Path, model_dir: Path) -> dict:
+        from efm_policy.manifest import read_manifest
+
+        s = self.settings
+        cameras = list(read_manifest(model_dir).config.cameras)
         robots = write_fleet(s, model_dir, url, token_file, cameras)
-        evaluations = EvaluationLog(self.out)
         display = ProgressDisplay(s.practice_episodes, self.log)
-        evaluator = Evaluator(evaluations, s.env, s.task, s.eval_episodes, EVAL_FIRST_SEED, s.max_steps,
+        evaluator = Evaluator(EvaluationLog(self.out), s.env, s.task, s.eval_episodes, EVAL_FIRST_SEED, s.max_steps,
                               on_result=lambda e: self._on_evaluation(learner, e, display),
                               on_progress=display.evaluating)
         evaluator.submit(INITIAL_VERSION, model_dir, 0)
@@ -147,7 +151,6 @@ class SelfImproveRun:
             robot.start()
         self.log(f"robots: {len(robots)} started ({', '.join(r.name for r in robots)}; logs in "
                  f"{self.out / 'robots'}/<robot>/log.txt)")
-        stopped_because = "interrupted"
         status: dict = {}
         try:
             stopped_because, status = self._practise(learner, robots, evaluator, display, learner_dir)
@@ -155,6 +158,8 @@ class SelfImproveRun:
             for robot in robots:
                 robot.stop()
             display.close()
+        self.facts["stopped_because"] = stopped_because
+        self._await_update(learner)
         # the newest version and the versions nobody evaluated yet get their ground-truth figure
         status = self._submit_new_versions(learner, evaluator, learner_dir, status)
         self.log("evaluating the last versions on held-out scenes ...")
@@ -165,8 +170,6 @@ class SelfImproveRun:
             status = learner.client.status()
         except Exception:  # the learner died: the report still has every evaluation
             pass
-        learner.stop()
-        self.facts["stopped_because"] = stopped_because
         return status
 
     def _practise(self, learner, robots, evaluator, display, learner_dir) -> tuple[str, dict]:
@@ -194,6 +197,21 @@ class SelfImproveRun:
                 return f"{s.practice_episodes} practice episodes reached", status
             if s.max_wall_s and time.monotonic() - self.started > s.max_wall_s:
                 return f"wall-time limit of {s.max_wall_s:.0f} s reached", status
+
+    def _await_update(self, learner, timeout_s: float = 900.0) -> None:
+        """An update that started on the last practice episodes is finished and published, not thrown away."""
+        deadline = time.monotonic() + timeout_s
+        announced = False
+        while learner.running and time.monotonic() < deadline:
+            try:
+                if not learner.client.status().get("updating"):
+                    return
+            except Exception:  # busy exporting: ask again
+                pass
+            if not announced:
+                self.log("waiting for the learner to finish its update on the last practice episodes ...")
+                announced = True
+            time.sleep(1.0)
 
     def _submit_new_versions(self, learner, evaluator, learner_dir, status) -> dict:
         status = learner.client.status() if learner.running else status

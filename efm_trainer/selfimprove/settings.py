@@ -74,7 +74,7 @@ class SelfImproveSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SelfImproveSettings":
+    def from_dict(cls, data: dict) -> SelfImproveSettings:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
