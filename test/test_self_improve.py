@@ -120,3 +120,40 @@ def test_a_resumed_run_refuses_other_stage1_settings(tmp_path):
     with pytest.raises(EfmUserError, match=r"demos \(100 -> 200\)"):
         SelfImproveRun(SelfImproveSettings(out=str(tmp_path), demos=200))
     assert Path(tmp_path / "settings.json").is_file()
+
+
+def test_quick_run_goes_from_demos_to_a_report_with_a_tiny_model(tmp_path, monkeypatch):
+    """The whole main job, shrunk: demos, SFT, export, a learner process, one robot process practising, an
+    update that publishes rl-0001, ground-truth evaluation of both versions, and the report."""
+    from efm_runtime.cli import build_parser
+    from efm_trainer.selfimprove.cli import settings_from_args
+    from efm_trainer.selfimprove.pipeline import SelfImproveRun
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args([
+        "self-improve", "--env", "language_table", "--quick", "--out", "run", "--cache", str(tmp_path / "cache"),
+        "--demos", "3", "--sft-steps", "2", "--robots", "1", "--practice-episodes", "2", "--max-steps", "4",
+        "--steps-per-update", "4", "--eval-episodes", "2",
+        "--success-threshold", "0.001"])  # a detector that never fires: episodes run to max_steps
+    settings = settings_from_args(args)
+    assert settings.quick and settings.vision_blocks == 5
+    # tiny model: small images, a narrow trunk, single-sample minibatches
+    settings.image_size, settings.d_model, settings.layers = (32, 48), 32, 1
+    settings.sft_batch_size, settings.sgd_steps, settings.rl_batch_size = 4, 1, 4
+    logs: list[str] = []
+    report = SelfImproveRun(settings, log=logs.append).run()
+
+    out = tmp_path / "run"
+    assert report == out / "report" / "report.md"
+    text = report.read_text()
+    evaluated = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith(("| sft-", "| rl-"))]
+    assert evaluated[:2] == ["sft-0000", "rl-0001"]
+    assert (out / "report" / "success_vs_practice.png").is_file()
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert summary["status"]["episodes_total"] >= 2 and summary["status"]["learner_step"] >= 1
+    assert summary["before"]["episodes"] == 2
+    rows = (out / "evaluations.csv").read_text().splitlines()
+    assert len(rows) >= 1 + 2 * 2 and {r.split(",")[1] for r in rows[1:]} == {"1000001", "1000002"}
+    uploaded = list((out / "robots" / "robot_1" / "spool" / ".uploaded").iterdir())
+    assert len(uploaded) >= 2
+    assert any("robots: 1 started" in line for line in logs)

@@ -18,6 +18,9 @@ def register(subparsers) -> None:
         "figures from it are not an experiment).")
     parser.add_argument("--env", default=defaults.env, choices=("language_table", "aloha"), help=f"simulated embodiment (default {defaults.env})")
     parser.add_argument("--task", default=defaults.task, help=f"task family of demos, practice and evaluation (default {defaults.task})")
+    parser.add_argument("--backbone", choices=("small", "scratch"), default=defaults.backbone,
+                        help="policy and reward model backbone: small = ImageNet-pretrained EfficientNet-Lite0 + "
+                             f"MiniLM, scratch = the same, randomly initialised (default {defaults.backbone})")
     parser.add_argument("--quick", action="store_true",
                         help="small everything: " + ", ".join(f"{k}={v}" for k, v in QUICK.items() if k != "quick"))
     parser.add_argument("--out", default=None, help="run directory (default runs/self_improve_<env>[_quick])")
@@ -41,7 +44,7 @@ def register(subparsers) -> None:
 
 def settings_from_args(args) -> SelfImproveSettings:
     values = dict(QUICK) if args.quick else {}
-    values.update(env=args.env, task=args.task, cache=args.cache)
+    values.update(env=args.env, task=args.task, cache=args.cache, backbone=args.backbone)
     for name in ("demos", "sft_steps", "robots", "practice_episodes", "max_steps", "steps_per_update",
                  "eval_episodes", "success_threshold", "success_streak", "max_wall_s", "port"):
         value = getattr(args, name)

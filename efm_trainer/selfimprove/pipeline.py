@@ -25,7 +25,7 @@ from .robots import write_fleet
 from .settings import EVAL_FIRST_SEED, SelfImproveSettings
 
 STAGE1_FIELDS = ("env", "task", "demos", "demo_noise", "sft_steps", "sft_batch_size", "sft_lr", "action_bins",
-                 "vision_blocks", "image_size")
+                 "vision_blocks", "image_size", "backbone", "d_model", "layers")
 INITIAL_VERSION = "sft-0000"
 
 
@@ -72,7 +72,8 @@ class SelfImproveRun:
         s = self.settings
         run = SFTRun(SFTSettings(data=[str(demo_dir)], out=str(self.out / "sft"), max_steps=s.sft_steps,
                                  batch_size=s.sft_batch_size, lr=s.sft_lr, action_bins=s.action_bins,
-                                 vision_blocks=s.vision_blocks, image_size=s.image_size,
+                                 vision_blocks=s.vision_blocks, image_size=s.image_size, backbone=s.backbone,
+                                 d_model=s.d_model, layers=s.layers,
                                  eval_every=max(100, s.sft_steps // 4), checkpoint_every=max(100, s.sft_steps // 4)),
                      log=self.log)
         if run.step < s.sft_steps:

@@ -30,6 +30,9 @@ class SelfImproveSettings:
     action_bins: int = 32
     vision_blocks: int = 11
     image_size: tuple[int, int] = (96, 160)
+    backbone: str = "small"                   # small (pretrained) or scratch: the pretraining ablation
+    d_model: int = 128
+    layers: int = 2
     # Stage 2
     robots: int = 4
     practice_episodes: int = 200              # stop practising after this many uploaded episodes
@@ -58,6 +61,8 @@ class SelfImproveSettings:
                 raise EfmUserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.gamma <= 1.0:
             raise EfmUserError(f"--gamma must be within [0, 1], got {self.gamma}")
+        if self.backbone not in ("small", "scratch"):
+            raise EfmUserError(f"--backbone must be small or scratch, got {self.backbone!r}")
         if self.robots > 16:
             raise EfmUserError(f"--robots {self.robots}: each robot is a process with its own simulator; "
                                "use at most 16 on one machine")
