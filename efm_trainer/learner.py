@@ -550,7 +550,10 @@ class Learner:
         """Wait for a running update (its plan survives a kill anyway), then release the other ranks."""
         self.wait_idle(timeout)
         if self.distributed:
-            self.distributed.broadcast({"op": "stop"})
+            try:
+                self.distributed.broadcast({"op": "stop"})
+            except RuntimeError:
+                pass        # torchrun passed the same Ctrl-C to the followers: they are gone already
 
 
 def _extract_episode(body: bytes, episode_id: str, into: Path) -> None:

@@ -15,9 +15,11 @@ def register(subparsers) -> None:
         description="Serve the learner API of docs/stage2_contract.md. The first start with --run copies the "
                     "Stage 1 checkpoint, exports it as sft-0000 (or takes --initial-model) and makes it current; "
                     "later starts continue the directory (an update interrupted by a kill is redone). Several "
-                    "GPUs: torchrun --nproc_per_node N -m efm_runtime.cli learner serve ... (rank 0 serves).")
+                    "GPUs: torchrun --nproc_per_node N -m efm_runtime.cli learner serve --sft-run RUN ... (rank 0 serves).")
     serve.add_argument("--dir", required=True, metavar="LEARNER_DIR", help="learner directory (created or continued)")
-    serve.add_argument("--run", default="", metavar="SFT_RUN", help="Stage 1 run directory (first start only)")
+    # --sft-run: torchrun's argument parser takes a bare --run for an abbreviation of its own --run-path
+    serve.add_argument("--run", "--sft-run", dest="run", default="", metavar="SFT_RUN",
+                       help="Stage 1 run directory (first start only; write --sft-run under torchrun)")
     serve.add_argument("--initial-model", default="", metavar="DIR",
                        help="an existing `efm export` of --run to publish as sft-0000 instead of exporting again")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless robots reach it otherwise)")
@@ -55,7 +57,10 @@ def run_serve(args) -> int:
     distributed = Distributed.from_environment()
     try:
         if distributed and not distributed.leader:
-            follow(distributed)
+            try:
+                follow(distributed)
+            except KeyboardInterrupt:   # torchrun forwards Ctrl-C to every rank; rank 0 reports it
+                pass
             return 0
         try:
             settings = LearnerSettings(dir=args.dir, run=args.run, initial_model=args.initial_model,
