@@ -18,7 +18,15 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert command in ci_lines
 
 
-def test_quick_start_installs_and_runs_the_smoke_graph():
+def test_quick_start_installs_and_runs_the_main_job():
     command = command_after("## Quick start")
-    assert "pip install -c constraints.txt -e ." in command
-    assert "efm up config/smoke.yaml --duration 5" in command
+    assert 'pip install -c constraints.txt -e ".[sim,train]"' in command
+    assert command.endswith("efm self-improve --env language_table --quick")
+
+
+def test_the_main_job_command_parses():
+    from efm_runtime.cli import build_parser
+
+    command = command_after("## Quick start")
+    args = build_parser().parse_args(command.split("&& efm ", 1)[1].split())
+    assert args.quick and args.env == "language_table"
