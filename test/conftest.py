@@ -6,6 +6,7 @@ uses it), ``ros2`` where rclpy imports. On a ROS 2 machine, run the suite a seco
 """
 from __future__ import annotations
 
+import logging
 import os
 
 # Before anything imports mujoco: render offscreen through EGL (no display in CI).
@@ -38,3 +39,33 @@ def embedded():
     ctx = create_context("embedded", wall=ManualWallSource())
     yield ctx
     ctx.shutdown()
+
+
+@pytest.fixture
+def ctx():
+    """An embedded context on a manual clock, for tests that bring up nodes and graphs."""
+    context = create_context("embedded", wall=ManualWallSource())
+    yield context
+    context.shutdown()
+
+
+class NodeLogs(list):
+    """What nodes logged, as (level name, text)."""
+
+    def said(self, level: str, *needles: str) -> list[str]:
+        return [text for lvl, text in self if lvl == level and all(n in text for n in needles)]
+
+
+@pytest.fixture
+def logs():
+    records = NodeLogs()
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append((record.levelname, record.getMessage()))
+
+    handler = Keep()
+    logger = logging.getLogger("efm.node")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)

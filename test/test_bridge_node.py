@@ -1,7 +1,6 @@
 """The trainer_bridge node on the embedded middleware (real-time context: its worker threads do real
 network I/O to a fake learner on loopback): record -> hold for a label -> upload; new version -> hand-over."""
 import io
-import logging
 import tarfile
 
 import numpy as np
@@ -78,20 +77,6 @@ def ctx():
     context = create_context("embedded")
     yield context
     context.shutdown()
-
-
-@pytest.fixture
-def logs():
-    records = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append((record.levelname, record.getMessage()))
-
-    handler = Keep()
-    logging.getLogger("efm.node").addHandler(handler)
-    yield records
-    logging.getLogger("efm.node").removeHandler(handler)
 
 
 def bridge(ctx, tmp_path, learner, versions, **overrides):

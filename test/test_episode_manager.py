@@ -349,8 +349,7 @@ def test_episode_ids_follow_the_contract():
 
 # ---- the node, with the real simulator -----------------------------------------------------------
 from efm_runtime import (COMMANDS, LATCHED, SENSOR_DATA, Node, NodeOptions, Time, build_node,  # noqa: E402
-                         create_context, get_message, get_service)
-from efm_runtime.clock import ManualWallSource  # noqa: E402
+                         get_message, get_service)
 from efm_runtime.errors import ParameterError  # noqa: E402
 
 PointStamped = get_message("geometry_msgs/msg/PointStamped")
@@ -367,13 +366,6 @@ LabelEpisode = get_service("efm_msgs/srv/LabelEpisode")
 ROBOT = "/lt_1"
 TERMINAL = {EpisodeStatus.STATE_SUCCEEDED, EpisodeStatus.STATE_FAILED, EpisodeStatus.STATE_TIMED_OUT,
             EpisodeStatus.STATE_ABORTED, EpisodeStatus.STATE_ESTOPPED}
-
-
-@pytest.fixture
-def ctx():
-    context = create_context("embedded", wall=ManualWallSource())
-    yield context
-    context.shutdown()
 
 
 class StandIns(Node):

@@ -6,7 +6,6 @@ Background model loads are waited for with ``wait_for_loads``; a loader that blo
 stands in for a slow load, so "no missed tick during a swap" is shown, not timed.
 """
 import json
-import logging
 import shutil
 import threading
 from pathlib import Path
@@ -20,7 +19,7 @@ pytest.importorskip("onnxruntime")
 from efm_policy.node import PolicyNode  # noqa: E402
 from efm_policy.policy_loop import load_model  # noqa: E402
 from efm_runtime import (COMMANDS, LATCHED, SENSOR_DATA, Node, NodeOptions, Time, build_node,  # noqa: E402
-                         create_context, get_message, get_service)
+                         get_message, get_service)
 from efm_runtime.clock import ManualWallSource  # noqa: E402
 from efm_runtime.errors import ParameterError  # noqa: E402
 from efm_policy.manifest import sha256_file  # noqa: E402
@@ -59,33 +58,6 @@ def relabel(model_dir, out, embodiment, version=None):
     manifest["version"] = version or out.name
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
-
-
-@pytest.fixture
-def ctx():
-    context = create_context("embedded", wall=ManualWallSource())
-    yield context
-    context.shutdown()
-
-
-@pytest.fixture
-def logs():
-    """Everything the nodes log, as (level name, text)."""
-    records = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append((record.levelname, record.getMessage()))
-
-    handler = Keep()
-    logger = logging.getLogger("efm.node")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-
-
-def said(logs, level, *needles):
-    return [text for lvl, text in logs if lvl == level and all(n in text for n in needles)]
 
 
 class Robot(Node):
@@ -206,14 +178,14 @@ def test_stale_observation_is_refused_and_said_once_per_episode(ctx, models, log
     world.advance(0.2)                       # fresh frames: 2 chunks
     world.advance(1.0, observe=False)        # no new frames: nothing new to answer, then too old
     assert len(world.actions("e1")) == 2     # the frame at 0.2 s is not answered again (0.1 and 0.2 s later)
-    warnings = said(logs, "WARNING", "observation too old")
+    warnings = logs.said("WARNING", "observation too old")
     assert len(warnings) == 1
     assert "camera/top/image_raw is 0.300 s old" in warnings[0] and "effector is 0.300 s old" in warnings[0]
     assert "limit 0.200 s" in warnings[0]
     world.end("e1")
     world.start("e2")
     world.advance(0.5, observe=False)
-    assert world.actions("e2") == [] and len(said(logs, "WARNING", "observation too old")) == 2
+    assert world.actions("e2") == [] and len(logs.said("WARNING", "observation too old")) == 2
     world.advance(0.2)                       # fresh again: acting resumes
     assert len(world.actions("e2")) == 2
 
@@ -260,7 +232,7 @@ def test_topic_swap_with_at_episode_boundary_false_switches_mid_episode(ctx, mod
     assert world.node.wait_for_loads(30.0)
     world.advance(0.3)
     assert [a.policy_version for a in world.actions("e1")] == ["v1"] * 3 + ["v2"] * 3
-    assert said(logs, "WARNING", "switched from v1 to v2 in the middle of episode e1")
+    assert logs.said("WARNING", "switched from v1 to v2 in the middle of episode e1")
 
 
 def test_corrupt_model_is_refused_and_the_old_one_keeps_acting(ctx, models, logs, tmp_path):
@@ -282,7 +254,7 @@ def test_corrupt_model_is_refused_and_the_old_one_keeps_acting(ctx, models, logs
     world.start("e2")
     world.advance(0.3)
     assert [a.policy_version for a in world.actions()] == ["v1"] * 9  # never a gap, never the corrupt model
-    errors = said(logs, "ERROR", "could not load v2", "policy.onnx is corrupt", "keeping v1")
+    errors = logs.said("ERROR", "could not load v2", "policy.onnx is corrupt", "keeping v1")
     assert len(errors) == 1
     # a manifest sha256 that does not match is refused before loading; the reply says why
     reply = world.load(models["v2"], version="v2", manifest_sha256="0" * 64)
@@ -299,7 +271,7 @@ def test_model_for_another_embodiment_is_refused(ctx, models, logs):
     world.start("e1")
     world.advance(0.2)
     assert [a.policy_version for a in world.actions()] == ["v1", "v1"]
-    assert len(said(logs, "ERROR", "refused", "aloha", "a model for 'aloha'")) == 2  # the service, then the topic
+    assert len(logs.said("ERROR", "refused", "aloha", "a model for 'aloha'")) == 2  # the service, then the topic
 
 
 def test_start_up_with_a_bad_model_dir_is_a_clear_parameter_error(ctx, models, tmp_path):
@@ -311,10 +283,10 @@ def test_start_up_with_a_bad_model_dir_is_a_clear_parameter_error(ctx, models, t
 
 def test_without_a_model_it_idles_until_one_is_loaded(ctx, models, logs):
     world = World(ctx, models, model_dir="")
-    assert said(logs, "INFO", "no model_dir: idle until")
+    assert logs.said("INFO", "no model_dir: idle until")
     world.start("e1")
     world.advance(0.3)
-    assert world.actions() == [] and len(said(logs, "WARNING", "no model is loaded")) == 1
+    assert world.actions() == [] and len(logs.said("WARNING", "no model is loaded")) == 1
     reply = world.load(models["v1"])
     assert reply.accepted and reply.active_version == ""
     assert world.node.wait_for_loads(30.0)
@@ -335,7 +307,7 @@ def test_nan_proprio_is_refused_for_that_tick(ctx, models, logs):
     world.effector(x=float("nan"))
     world.drain()
     assert len(world.actions()) == 2  # nothing published for the tick that saw NaN
-    assert said(logs, "ERROR", "effector: non-finite values")
+    assert logs.said("ERROR", "effector: non-finite values")
     world.advance(0.2)
     assert len(world.actions()) == 4 and ctx.callback_errors == []
 
@@ -354,7 +326,7 @@ def test_bad_image_is_refused_for_that_tick(ctx, models, logs, encoding, data, p
     world.effector()
     world.drain()
     assert len(world.actions()) == 2
-    assert said(logs, "ERROR", "camera/top/image_raw", problem)
+    assert logs.said("ERROR", "camera/top/image_raw", problem)
     world.advance(0.2)
     assert len(world.actions()) == 4 and ctx.callback_errors == []
 
@@ -364,7 +336,7 @@ def test_unknown_instruction_is_refused_with_the_reason(ctx, models, logs):
     world.start("e1", instruction="juggle the blocks")
     world.advance(0.3)
     assert world.actions() == []
-    assert said(logs, "ERROR", "'juggle the blocks' was not in training")
+    assert logs.said("ERROR", "'juggle the blocks' was not in training")
 
 
 def test_paused_episode_holds_and_resumes(ctx, models):

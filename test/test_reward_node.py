@@ -1,7 +1,6 @@
 """The reward node on the embedded middleware with a real tiny exported model: in the lock-step graph
 with the real simulator and policy, and fed by hand in sim time for bad inputs, late frames and episodes.
 """
-import logging
 
 import numpy as np
 import pytest
@@ -10,8 +9,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from efm_reward.node import RewardNode  # noqa: E402
-from efm_runtime import COMMANDS, SENSOR_DATA, Node, NodeOptions, Time, build_node, create_context, get_message  # noqa: E402
-from efm_runtime.clock import ManualWallSource  # noqa: E402
+from efm_runtime import COMMANDS, SENSOR_DATA, Node, NodeOptions, Time, build_node, get_message  # noqa: E402
 from tiny_model import INSTRUCTIONS, tiny_model_dir  # noqa: E402
 
 Image = get_message("sensor_msgs/msg/Image")
@@ -30,32 +28,6 @@ PERIOD_NS = 100_000_000
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return tiny_model_dir(tmp_path_factory.mktemp("reward-models"), name="v1", seed=1)
-
-
-@pytest.fixture
-def ctx():
-    context = create_context("embedded", wall=ManualWallSource())
-    yield context
-    context.shutdown()
-
-
-@pytest.fixture
-def logs():
-    records = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append((record.levelname, record.getMessage()))
-
-    handler = Keep()
-    logger = logging.getLogger("efm.node")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-
-
-def said(logs, level, *needles):
-    return [text for lvl, text in logs if lvl == level and all(n in text for n in needles)]
 
 
 class Watcher(Node):
@@ -194,7 +166,7 @@ def test_a_bad_frame_is_an_error_and_publishes_nothing(ctx, model, logs, kind):
     assert world.steps() == [("e1", 0)]
     needle = {"encoding": "'bgr8', the reward model takes rgb8", "size": "inconsistent rgb8 image",
               "nan": "joint_states: non-finite values"}[kind]
-    assert said(logs, "ERROR", "not evaluating the frame at 0.200 s", needle)
+    assert logs.said("ERROR", "not evaluating the frame at 0.200 s", needle)
     world.observe()  # the node keeps going; the gap over the refused frame makes this one late
     assert world.steps() == [("e1", 0), ("e1", 1)]
     assert world.robot.rewards[1].frame_late and world.robot.rewards[1].reward == 0.0
@@ -205,7 +177,7 @@ def test_an_unknown_instruction_is_refused_with_the_reason(ctx, model, logs):
     world = World(ctx, model)
     world.start("e1", instruction="juggle three blocks")
     world.observe()
-    assert world.steps() == [] and said(logs, "ERROR", "v1 refused the frame", "juggle three blocks")
+    assert world.steps() == [] and logs.said("ERROR", "v1 refused the frame", "juggle three blocks")
 
 
 def test_paused_episode_is_not_evaluated_and_resumes_late(ctx, model):
@@ -229,15 +201,15 @@ def test_first_frame_success_is_warned_and_counted(ctx, model, logs):
     assert [r.success for r in world.robot.rewards] == [True, True]
     assert [r.success_streak for r in world.robot.rewards] == [1, 2]
     assert world.node.first_frame_successes == 1
-    assert len(said(logs, "WARNING", "episode e1: the first frame already has d =", "s = 1000")) == 1
+    assert len(logs.said("WARNING", "episode e1: the first frame already has d =", "s = 1000")) == 1
 
 
 def test_missing_model_is_an_error_and_the_node_keeps_running(ctx, tmp_path, logs):
     world = World(ctx, tmp_path / "nowhere")
-    assert said(logs, "ERROR", "no reward model, publishing no rewards", "nowhere")
+    assert logs.said("ERROR", "no reward model, publishing no rewards", "nowhere")
     world.start("e1")
     world.observe()
-    assert world.steps() == [] and said(logs, "ERROR", "episode e1: no reward model")
+    assert world.steps() == [] and logs.said("ERROR", "episode e1: no reward model")
     assert world.node.reward_model_version == "" and ctx.callback_errors == []
 
 

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 
 import toy_env
-from efm_runtime import COMMANDS, SENSOR_DATA, Node, NodeOptions, Time, build_node, create_context, get_message
-from efm_runtime.clock import ManualWallSource
+from efm_runtime import COMMANDS, SENSOR_DATA, Node, NodeOptions, Time, build_node, get_message
 from efm_sim.demos import record_demos
 from efm_sim.node import SimNode
 from efm_trainer.episodes import episode_dirs, iter_episodes, read_episode, summarize_dataset
@@ -15,13 +14,6 @@ Clock = get_message("rosgraph_msgs/msg/Clock")
 ActionChunk = get_message("efm_msgs/msg/ActionChunk")
 Task = get_message("efm_msgs/msg/Task")
 Header = get_message("std_msgs/msg/Header")
-
-
-@pytest.fixture
-def ctx():
-    context = create_context("embedded", wall=ManualWallSource())
-    yield context
-    context.shutdown()
 
 
 class Policy(Node):
