@@ -1,18 +1,16 @@
 """The learner service as a child process on loopback, and the few calls the run makes to it."""
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import requests
 
 from efm_runtime.errors import EfmUserError
+
+from .child import ChildProcess
 
 
 def free_port() -> int:
@@ -53,24 +51,20 @@ class LearnerClient:
         response.raise_for_status()
 
 
-class LearnerProcess:
+class LearnerProcess(ChildProcess):
     """``efm learner serve`` in a child process; its output goes to ``log_path``."""
 
     def __init__(self, command: list[str], url: str, token: str, log_path: Path) -> None:
-        self.command, self.url, self.log_path = command, url, log_path
+        super().__init__("learner", command, log_path)
+        self.url = url
         self.client = LearnerClient(url, token)
-        self.process: subprocess.Popen | None = None
 
     def start(self, ready_timeout_s: float = 300.0) -> None:
-        log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen([sys.executable, "-m", "efm_runtime.cli", *self.command], stdout=log,
-                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        log.close()
+        super().start()
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise EfmUserError(f"the learner exited with code {self.process.returncode} while starting; "
+            if not self.running:
+                raise EfmUserError(f"the learner exited with code {self.returncode} while starting; "
                                    f"its log ({self.log_path}) ends with:\n{self.log_tail()}")
             try:
                 self.client.status()
@@ -80,23 +74,6 @@ class LearnerProcess:
         raise EfmUserError(f"the learner did not answer on {self.url} within {ready_timeout_s:.0f} s; "
                            f"see {self.log_path}")
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
-
     def stop(self, timeout_s: float = 60.0) -> None:
-        """SIGINT: the learner finishes writing what it is writing (an update in flight is redone on restart)."""
-        if not self.running:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """The learner finishes writing what it is writing; an update in flight is redone on restart."""
+        super().stop(timeout_s)

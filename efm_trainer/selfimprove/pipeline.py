@@ -182,11 +182,11 @@ class SelfImproveRun:
                 self.log(f"warning: {evaluator.error}")
                 evaluator.error = None
             if not learner.running:
-                raise EfmUserError(f"the learner stopped (exit code {learner.process.returncode}); "
+                raise EfmUserError(f"the learner stopped (exit code {learner.returncode}); "
                                    f"its log ends with:\n{learner.log_tail()}")
             dead = [r for r in robots if not r.running]
             if dead:
-                raise EfmUserError(f"robot {dead[0].name} stopped (exit code {dead[0].process.returncode}); "
+                raise EfmUserError(f"robot {dead[0].name} stopped (exit code {dead[0].returncode}); "
                                    f"its log ({dead[0].log_path}) ends with:\n{dead[0].log_tail()}")
             try:
                 status = self._submit_new_versions(learner, evaluator, learner_dir, status)

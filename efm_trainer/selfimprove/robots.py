@@ -8,14 +8,11 @@ spool, and uses another core when there is one. The graph is the one a user can 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from .child import ChildProcess
 from .settings import PRACTICE_FIRST_SEED, PRACTICE_SEED_STRIDE, SelfImproveSettings
 
 PROPRIO_TOPICS = {"language_table": "effector", "aloha": "joint_states"}
@@ -58,43 +55,18 @@ def robot_graph(settings: SelfImproveSettings, name: str, index: int, model_dir:
     }
 
 
-@dataclass
-class RobotProcess:
-    name: str
-    graph_path: Path
-    log_path: Path
-    process: subprocess.Popen | None = None
+class RobotProcess(ChildProcess):
+    """``efm up graph.yaml`` for one robot; one ONNX Runtime thread per session, so robots share cores."""
 
-    def start(self) -> None:
-        env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"), EFM_ORT_THREADS="1",
-                   OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "efm_runtime.cli", "up", str(self.graph_path)],
-                                        stdout=log, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)  # Ctrl-C in the terminal reaches us only
-        log.close()
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text[-lines:])
+    def __init__(self, name: str, graph_path: Path, log_path: Path) -> None:
+        super().__init__(name, ["up", str(graph_path)], log_path,
+                         env={"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "EFM_ORT_THREADS": "1",
+                              "OMP_NUM_THREADS": "1"})
+        self.graph_path = graph_path
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        """SIGINT first: the nodes shut down cleanly (the bridge keeps what it has not uploaded)."""
-        if not self.running:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """The nodes shut down cleanly: the bridge keeps what it has not uploaded in its spool."""
+        super().stop(timeout_s)
 
 
 def write_fleet(settings: SelfImproveSettings, model_dir: Path, learner_url: str, token_file: Path,
