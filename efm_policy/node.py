@@ -66,7 +66,7 @@ from efm_runtime import (COMMANDS, LATCHED, SENSOR_DATA, Node, NodeOptions, Para
 
 from .manifest import ModelDirError
 from .policy_loop import ERROR, INFO, WARNING, LoopSettings, ModelRequest, PolicyLoop, check_model_dir, load_model
-from .preprocess import proprio_from_message
+from .preprocess import proprio_from_message, rgb8_image
 
 Image = get_message("sensor_msgs/msg/Image")
 JointState = get_message("sensor_msgs/msg/JointState")
@@ -89,20 +89,6 @@ TERMINAL_STATES = {
     EpisodeStatus.STATE_TIMED_OUT: "timed out", EpisodeStatus.STATE_ABORTED: "aborted",
     EpisodeStatus.STATE_ESTOPPED: "e-stopped",
 }
-
-
-def image_to_array(msg):
-    """HxWx3 uint8 RGB of a sensor_msgs/Image; ValueError naming the problem for anything but
-    consistent rgb8 (a bgr8 or mono8 frame would otherwise reach the model as garbage)."""
-    from efm_trainer.episodes import image_msg_to_array
-
-    if msg.encoding != "rgb8":
-        raise ValueError(f"encoding {msg.encoding!r}, the policy takes rgb8")
-    height, width, step, size = int(msg.height), int(msg.width), int(msg.step), len(msg.data)
-    if height < 1 or width < 1 or step != width * 3 or size != height * step:
-        raise ValueError(f"inconsistent rgb8 image: {width}x{height}, step {step}, {size} bytes of data "
-                         f"(expected step {width * 3} and {height * width * 3} bytes)")
-    return image_msg_to_array(msg)
 
 
 class PolicyNode(Node):
@@ -196,7 +182,7 @@ class PolicyNode(Node):
     def _on_image(self, camera: str, msg) -> None:
         stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
         try:
-            self.loop.add_frame(camera, stamp_ns, image_to_array(msg))
+            self.loop.add_frame(camera, stamp_ns, rgb8_image(msg, "the policy"))
         except ValueError as exc:
             self.loop.reject_frame(camera, stamp_ns, str(exc))
         self._observation_arrived()

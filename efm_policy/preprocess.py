@@ -61,3 +61,16 @@ def check_proprio(values: Sequence[float], expected_dim: int) -> np.ndarray:
     if not np.all(np.isfinite(proprio)):
         raise ObservationError(f"proprio has non-finite values: {proprio.tolist()}")
     return proprio
+
+
+def rgb8_image(msg, consumer: str = "the model") -> np.ndarray:
+    """HxWx3 uint8 RGB of a sensor_msgs/Image; ValueError naming the problem for anything but consistent
+    rgb8 (a bgr8 or mono8 frame would otherwise reach ``consumer`` as garbage)."""
+    if msg.encoding != "rgb8":
+        raise ValueError(f"encoding {msg.encoding!r}, {consumer} takes rgb8")
+    height, width, step, size = int(msg.height), int(msg.width), int(msg.step), len(msg.data)
+    if height < 1 or width < 1 or step != width * 3 or size != height * step:
+        raise ValueError(f"inconsistent rgb8 image: {width}x{height}, step {step}, {size} bytes of data "
+                         f"(expected step {width * 3} and {height * width * 3} bytes)")
+    data = msg.data if isinstance(msg.data, np.ndarray) else np.frombuffer(bytes(msg.data), np.uint8)
+    return np.asarray(data, np.uint8).reshape(height, width, 3)

@@ -39,9 +39,8 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
-from efm_policy.preprocess import proprio_from_message
+from efm_policy.preprocess import proprio_from_message, rgb8_image
 from efm_runtime import COMMANDS, SENSOR_DATA, Node, NodeOptions, ParameterError, Time, get_message, run_node
 
 from .core import ERROR, INFO, WARNING, DetectorSettings, RewardTracker
@@ -62,18 +61,6 @@ PROPRIO_TYPES = {"effector": PointStamped, "joint_states": JointState}
 TERMINAL_STATES = {EpisodeStatus.STATE_SUCCEEDED, EpisodeStatus.STATE_FAILED, EpisodeStatus.STATE_TIMED_OUT,
                    EpisodeStatus.STATE_ABORTED, EpisodeStatus.STATE_ESTOPPED}
 REPEAT_S = 5.0   # a repeated error or late-frame warning is said again at most this often
-
-
-def image_to_array(msg) -> np.ndarray:
-    """HxWx3 uint8 RGB of a sensor_msgs/Image; ValueError naming the problem for anything but consistent rgb8."""
-    if msg.encoding != "rgb8":
-        raise ValueError(f"encoding {msg.encoding!r}, the reward model takes rgb8")
-    height, width, step, size = int(msg.height), int(msg.width), int(msg.step), len(msg.data)
-    if height < 1 or width < 1 or step != width * 3 or size != height * step:
-        raise ValueError(f"inconsistent rgb8 image: {width}x{height}, step {step}, {size} bytes of data "
-                         f"(expected step {width * 3} and {height * width * 3} bytes)")
-    data = msg.data if isinstance(msg.data, np.ndarray) else np.frombuffer(bytes(msg.data), np.uint8)
-    return np.asarray(data, np.uint8).reshape(height, width, 3)
 
 
 def load_reward_model(model_dir: str, embodiment: str, log):
@@ -188,7 +175,7 @@ class RewardNode(Node):
     def _on_image(self, camera: str, msg) -> None:
         stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
         try:
-            self.observations.add_frame(camera, stamp_ns, image_to_array(msg))
+            self.observations.add_frame(camera, stamp_ns, rgb8_image(msg, "the reward model"))
         except ValueError as exc:
             self.observations.reject_frame(camera, stamp_ns, str(exc))
         self._evaluate_synchronized()

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
+from efm_policy.preprocess import rgb8_image
 from efm_runtime.messages import deserialize, embedded_typestore, get_message, message_type_name, serialize
 
 PARTIAL_PREFIX = "."
@@ -50,10 +51,7 @@ def decode_image(msg) -> np.ndarray:
 
 def image_msg_to_array(msg) -> np.ndarray:
     """H x W x 3 RGB array of a sensor_msgs/Image with rgb8 encoding."""
-    if msg.encoding != "rgb8":
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}; expected rgb8")
-    return np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data,
-                         np.uint8).reshape(msg.height, msg.width, 3)
+    return rgb8_image(msg, "the recorder")
 
 
 class EpisodeWriter:
