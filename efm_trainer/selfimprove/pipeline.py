@@ -108,7 +108,13 @@ class SelfImproveRun:
         rows = data.episode_ids[index]
         sequences = [predicted[rows == e] for e in chosen]
         flags = [truth[rows == e] == 0 for e in chosen]
-        result = calibrate_threshold(sequences, flags, streak=s.success_streak)
+        try:  # a detector that fires early cuts practice short: prefer precision, then recall
+            result = calibrate_threshold(sequences, flags, streak=s.success_streak,
+                                         min_precision=s.min_detector_precision)
+        except ValueError:
+            self.log(f"warning: no success threshold reaches precision {s.min_detector_precision} on held-out "
+                     "demos; taking the best F1 instead")
+            result = calibrate_threshold(sequences, flags, streak=s.success_streak)
         threshold = float(result.threshold)
         cache.write_text(json.dumps({"success_threshold": threshold, "precision": result.precision,
                                      "recall": result.recall, "held_out_episodes": len(chosen)}, indent=2) + "\n")
@@ -128,7 +134,8 @@ class SelfImproveRun:
             ["learner", "serve", "--run", str(run_dir), "--dir", str(learner_dir), "--initial-model", str(model_dir),
              "--host", "127.0.0.1", "--port", str(port), "--token-file", str(token_file),
              "--steps-per-update", str(s.steps_per_update), "--sgd-steps", str(s.sgd_steps),
-             "--batch-size", str(s.rl_batch_size), "--lr", str(s.rl_lr), "--gamma", str(s.gamma)],
+             "--batch-size", str(s.rl_batch_size), "--gamma", str(s.gamma)]
+            + (["--lr", str(s.rl_lr)] if s.rl_lr > 0 else []),
             url, token, self.out / "learner.log")
         self.log(f"learner: starting on {url} (log: {learner.log_path})")
         learner.start()
