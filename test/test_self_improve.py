@@ -157,3 +157,39 @@ def test_quick_run_goes_from_demos_to_a_report_with_a_tiny_model(tmp_path, monke
     uploaded = list((out / "robots" / "robot_1" / "spool" / ".uploaded").iterdir())
     assert len(uploaded) >= 2
     assert any("robots: 1 started" in line for line in logs)
+
+
+def test_a_busy_evaluator_takes_the_newest_version_and_skips_older_ones(tmp_path, monkeypatch):
+    import threading
+
+    import efm_policy.evaluate as evaluate
+    from efm_policy.evaluate import EpisodeResult
+    from efm_trainer.selfimprove.evaluation import Evaluator
+
+    release = threading.Event()
+    evaluated = []
+
+    def fake_evaluate(model_dir, env, task, episodes, first_seed, greedy, max_policy_steps, log, on_episode):
+        evaluated.append(Path(model_dir).name)
+        if len(evaluated) == 1:
+            release.wait(30)      # the first evaluation is slow: three versions arrive meanwhile
+        results = [EpisodeResult(first_seed + i, "push", i < len(evaluated), 5, 1.0) for i in range(episodes)]
+        for r in results:
+            on_episode(r)
+        return results
+
+    monkeypatch.setattr(evaluate, "evaluate_policy", fake_evaluate)
+    done = []
+    evaluator = Evaluator(EvaluationLog(tmp_path), "toy", "", 4, EVAL_FIRST_SEED, 10, on_result=done.append)
+    evaluator.submit("sft-0000", tmp_path / "sft-0000", 0)
+    while not evaluated:
+        threading.Event().wait(0.01)
+    for n, practice in ((1, 10), (2, 20), (3, 30)):
+        evaluator.submit(f"rl-000{n}", tmp_path / f"rl-000{n}", practice)
+    evaluator.submit("sft-0000", tmp_path / "sft-0000", 0)      # evaluated or running: never twice
+    release.set()
+    assert evaluator.wait(30)
+    assert evaluated == ["sft-0000", "rl-0003"]
+    assert evaluator.skipped == ["rl-0001", "rl-0002"]
+    assert [e.version for e in done] == ["sft-0000", "rl-0003"] and done[1].successes == 2
+    assert sorted(EvaluationLog(tmp_path).load()) == ["rl-0003", "sft-0000"]

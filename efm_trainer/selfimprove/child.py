@@ -35,9 +35,19 @@ class ChildProcess:
         except FileNotFoundError:
             return "(no log)"
 
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP). A lock-step simulated robot then stands still in sim time too."""
+        if self.running:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.running:
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self, timeout_s: float) -> None:
         if not self.running:
             return
+        self.resume()  # a frozen process cannot shut down
         self.process.send_signal(signal.SIGINT)
         try:
             self.process.wait(timeout_s)

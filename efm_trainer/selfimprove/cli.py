@@ -1,6 +1,8 @@
 """``efm self-improve``: the main job, Stage 1 then Stage 2 in simulation, in one command."""
 from __future__ import annotations
 
+import signal
+
 from .settings import QUICK, SelfImproveSettings
 
 HELP = "run the whole recipe in simulation: demos, Stage 1 SFT, export, then robots practising (Stage 2)"
@@ -54,9 +56,17 @@ def settings_from_args(args) -> SelfImproveSettings:
     return SelfImproveSettings(**values)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(args) -> int:
     from .pipeline import SelfImproveRun
 
+    # Ctrl-C, and SIGTERM from a job runner, end the run in order: robots stopped (their spools keep what
+    # was not uploaded), the learner stopped; a shell starting us in the background may ignore SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     settings = settings_from_args(args)
     report = SelfImproveRun(settings).run()
     print(f"report: {report}")

@@ -1,7 +1,9 @@
 """Ground-truth evaluation of policy versions on held-out seeds, in a background thread.
 
 Each version is evaluated once, greedily, on the same seeds (``EVAL_FIRST_SEED..``), which no demo and no
-practice episode uses. Results are appended to ``evaluations.jsonl`` (one line per version) and
+practice episode uses. The learner can publish versions faster than they are evaluated: when the evaluator
+is free it takes the newest version waiting and skips the older ones, so the figures keep up with the run
+and the last version is always evaluated. Results are appended to ``evaluations.jsonl`` (one line per version) and
 ``evaluations.csv`` (one line per episode), so a resumed run does not evaluate a version twice.
 """
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -80,36 +81,47 @@ class Evaluator:
         self.episodes, self.first_seed, self.max_steps = episodes, first_seed, max_steps
         self.on_result, self.on_progress = on_result, on_progress
         self.results = log_store.load()
-        self._queue: queue.Queue = queue.Queue()
-        self._pending: set[str] = set()
+        self._pending: dict[str, tuple[Path, int]] = {}   # version -> (model dir, practice episodes before it)
+        self._busy_with: str | None = None
+        self._wake = threading.Condition()
+        self.skipped: list[str] = []
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="evaluator", daemon=True)
         self._thread.start()
 
     def submit(self, version: str, model_dir: Path, practice_episodes: int) -> None:
-        if version in self.results or version in self._pending:
-            return
-        self._pending.add(version)
-        self._queue.put((version, model_dir, practice_episodes))
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._pending)
+        with self._wake:
+            if version in self.results or version in self._pending or version in self.skipped \
+                    or version == self._busy_with:
+                return
+            self._pending[version] = (model_dir, practice_episodes)
+            self._wake.notify()
 
     def wait(self, timeout_s: float | None = None) -> bool:
-        """True when everything submitted has been evaluated."""
+        """True when nothing is waiting or being evaluated."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self._pending and self.error is None:
+        while (self._pending or self._busy_with) and self.error is None:
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(0.2)
-        return not self._pending
+        return not (self._pending or self._busy_with)
+
+    def _next(self) -> tuple[str, Path, int]:
+        with self._wake:
+            while not self._pending:
+                self._wake.wait()
+            version = max(self._pending, key=lambda v: (self._pending[v][1], v))
+            model_dir, practice = self._pending.pop(version)
+            self.skipped += sorted(self._pending)
+            self._pending.clear()
+            self._busy_with = version
+            return version, model_dir, practice
 
     def _run(self) -> None:
         from efm_policy.evaluate import evaluate_policy
 
         while True:
-            version, model_dir, practice = self._queue.get()
+            version, model_dir, practice = self._next()
             start = time.monotonic()
             done: list = []
 
@@ -123,7 +135,7 @@ class Evaluator:
                     greedy=True, max_policy_steps=self.max_steps, log=lambda _m: None, on_episode=progress)
             except Exception as exc:  # reported by the run; the robots keep practising meanwhile
                 self.error = f"evaluating {version} ({model_dir}) failed: {type(exc).__name__}: {exc}"
-                self._pending.discard(version)
+                self._busy_with = None
                 continue
             successes = sum(r.success for r in results)
             low, high = wilson_interval(successes, len(results))
@@ -131,5 +143,5 @@ class Evaluator:
                                            self.first_seed, practice, time.monotonic() - start)
             self.store.append(evaluation, results)
             self.results[version] = evaluation
-            self._pending.discard(version)
+            self._busy_with = None
             self.on_result(evaluation)

@@ -37,6 +37,7 @@ class SelfImproveRun:
         self._check_resume()
         settings.save(self.out / "settings.json")
         self.started = time.monotonic()
+        self._robots_paused = False
         self.facts: dict = {"command": "efm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
                             if sys.argv and sys.argv[0].endswith("efm") else "efm self-improve"}
 
@@ -174,6 +175,9 @@ class SelfImproveRun:
         evaluator.wait()
         if evaluator.error:
             self.log(f"warning: {evaluator.error}")
+        if evaluator.skipped:
+            self.facts["versions_skipped"] = ", ".join(evaluator.skipped) + \
+                " (published while the evaluator was busy; it took newer ones)"
         try:
             status = learner.client.status()
         except Exception:  # the learner died: the report still has every evaluation
@@ -200,11 +204,21 @@ class SelfImproveRun:
             except Exception as exc:  # a slow answer during an export: try again next second
                 display.note(f"learner status unavailable ({type(exc).__name__})")
                 continue
+            if s.pause_robots_during_updates:
+                self._pause_during_update(robots, bool(status.get("updating")), display)
             display.update(status)
             if status.get("episodes_total", 0) >= s.practice_episodes:
                 return f"{s.practice_episodes} practice episodes reached", status
             if s.max_wall_s and time.monotonic() - self.started > s.max_wall_s:
                 return f"wall-time limit of {s.max_wall_s:.0f} s reached", status
+
+    def _pause_during_update(self, robots, updating: bool, display) -> None:
+        if updating == self._robots_paused:
+            return
+        for robot in robots:
+            robot.pause() if updating else robot.resume()
+        self._robots_paused = updating
+        display.paused = updating
 
     def _await_update(self, learner, timeout_s: float = 900.0) -> None:
         """An update that started on the last practice episodes is finished and published, not thrown away."""
@@ -269,6 +283,7 @@ class ProgressDisplay:
         self._bar = tqdm(total=total_episodes, desc="practice", unit="ep", dynamic_ncols=True)
         self._evaluating = ""
         self._status: dict = {}
+        self.paused = False
 
     def update(self, status: dict) -> None:
         self._status = status
@@ -281,7 +296,7 @@ class ProgressDisplay:
         if rate is not None:
             parts.append(f"detector success {100 * rate:.0f}%")
         if status.get("updating"):
-            parts.append("updating")
+            parts.append("updating (robots paused)" if self.paused else "updating")
         if self._evaluating:
             parts.append(self._evaluating)
         self._bar.set_postfix_str(", ".join(parts), refresh=True)

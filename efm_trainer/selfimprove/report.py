@@ -66,7 +66,7 @@ def write_report(settings: SelfImproveSettings, evaluations: dict[str, VersionEv
              f"- practice episodes uploaded: {status.get('episodes_total', 0)}; "
              f"learner steps: {status.get('learner_step', 0)}; wall time: {facts.get('wall_s', 0) / 60:.1f} min",
              ]
-    for key in ("first_frame_successes", "stopped_because"):
+    for key in ("first_frame_successes", "stopped_because", "versions_skipped"):
         if facts.get(key):
             lines.append(f"- {key.replace('_', ' ')}: {facts[key]}")
     lines += ["", "| version | practice episodes before it | held-out success | 95% CI | practice episodes "

@@ -45,6 +45,10 @@ class SelfImproveSettings:
     rl_lr: float = 0.0                        # 0 = the Stage 1 optimizer's, whose Adam state Stage 2 continues
     gamma: float = 0.9
     temperature: float = 1.0                  # robots sample actions while practising
+    # Freeze the simulated robots while the learner updates. On a machine with fewer cores than robots plus
+    # learner, practice during an update only yields episodes of a version about to be replaced (stored,
+    # never trained: on-policy) and starves the update. Real robots have their own computers and practise on.
+    pause_robots_during_updates: bool = True
     success_threshold: float = 0.0            # s; 0 = calibrate on held-out demos
     min_detector_precision: float = 0.8       # calibration: a detector that ends episodes too early is worse
     success_streak: int = 3                   # k
