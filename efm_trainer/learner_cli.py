@@ -40,6 +40,16 @@ def register(subparsers) -> None:
     status.add_argument("--token-file", required=True)
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.set_defaults(handler=run_status)
+
+    use = commands.add_parser("use", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                              help="make a version current: robots switch to it at their next episode boundary",
+                              description="Roll the fleet back (or forward) to VERSION, e.g. the best one by "
+                                          "held-out success after over-optimisation; `best` picks it. Training "
+                                          "continues from that version's checkpoint.")
+    use.add_argument("version", help="a published version (see `efm learner status`), or `best`")
+    use.add_argument("--url", default="http://127.0.0.1:8765")
+    use.add_argument("--token-file", required=True)
+    use.set_defaults(handler=run_use)
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
 
 
@@ -84,7 +94,8 @@ def run_serve(args) -> int:
             distributed.close()
 
 
-def run_status(args) -> int:
+def _request(args, method: str, path: str, body: dict | None = None) -> dict:
+    """One authorised call to a running learner; errors name the URL and what to check."""
     import requests
 
     from efm_runtime.errors import EfmUserError
@@ -93,14 +104,32 @@ def run_status(args) -> int:
         token = open(args.token_file).read().strip()
     except OSError as exc:
         raise EfmUserError(f"--token-file {args.token_file}: {exc.strerror}; pass the learner's token file") from None
-    url = args.url.rstrip("/") + "/v1/status"
+    url = args.url.rstrip("/") + path
     try:
-        response = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        response = requests.request(method, url, headers={"Authorization": f"Bearer {token}"}, json=body, timeout=10)
     except requests.RequestException as exc:
         raise EfmUserError(f"{url}: no answer ({exc}); is `efm learner serve` running there?") from None
     if response.status_code != 200:
         raise EfmUserError(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
-    status = response.json()
+    return response.json()
+
+
+def run_use(args) -> int:
+    from efm_runtime.errors import EfmUserError
+
+    version = args.version
+    if version == "best":
+        version = _request(args, "GET", "/v1/status").get("best")
+        if not version:
+            raise EfmUserError("the learner has no best version yet: none has a held-out evaluation "
+                               "(POST /v1/evaluations; efm self-improve posts them)")
+    answer = _request(args, "POST", "/v1/current", {"version": version})
+    print(f"current version is now {answer.get('current', version)}; robots switch at their next episode boundary")
+    return 0
+
+
+def run_status(args) -> int:
+    status = _request(args, "GET", "/v1/status")
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
         return 0

@@ -124,3 +124,23 @@ def test_token_file_is_created_owner_only(tmp_path):
     token, path = load_or_create_token(None, tmp_path)
     assert len(token) >= 32 and path == tmp_path / "token" and (path.stat().st_mode & 0o077) == 0
     assert load_or_create_token(str(path), tmp_path)[0] == token
+
+
+def test_efm_learner_use_rolls_the_fleet_to_a_version_or_the_best(service, tmp_path, capsys):
+    from efm_runtime.cli import main
+
+    learner, base, session, root = service
+    if "rl-0001" not in [v["version"] for v in session.get(f"{base}/versions", timeout=30).json()["versions"]]:
+        pytest.skip("needs the version the rollback test publishes")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    url = base.removesuffix("/v1")
+    assert main(["learner", "use", "rl-0001", "--url", url, "--token-file", str(token_file)]) == 0
+    assert "current version is now rl-0001" in capsys.readouterr().out
+    assert session.get(f"{base}/status", timeout=30).json()["current"] == "rl-0001"
+    session.post(f"{base}/evaluations", json={"version": "sft-0000", "episodes": 20, "successes": 12,
+                                               "seeds": list(range(20))}, timeout=30)
+    assert main(["learner", "use", "best", "--url", url, "--token-file", str(token_file)]) == 0
+    assert session.get(f"{base}/status", timeout=30).json()["current"] == "sft-0000"
+    assert main(["learner", "use", "rl-0042", "--url", url, "--token-file", str(token_file)]) == 2
+    assert "HTTP 404" in capsys.readouterr().err
