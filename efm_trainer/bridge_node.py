@@ -95,7 +95,8 @@ class TrainerBridge(Node):
         except (ValueError, OSError, KeyError) as exc:
             raise ParameterError(f"node {self.get_fully_qualified_name()}: {exc}") from None
         self.recording = EpisodeRecording(spool_dir, robot, jpeg_quality, log, on_finished=self._on_finished,
-                                          on_labelled=self._on_labelled, label_lock=self.uploader.lock)
+                                          on_labelled=self._on_labelled, label_lock=self.uploader.lock,
+                                          on_closing=self._hold)
 
         self._held: dict[str, int] = {}          # episode id -> node time (ns) it finished
         self._held_lock = threading.Lock()
@@ -121,9 +122,12 @@ class TrainerBridge(Node):
                                f"({len(self.spool.pending())} episodes waiting), model {self.sync.version}")
 
     # ---- episodes -------------------------------------------------------------------------------
-    def _on_finished(self, episode_id: str, path: Path) -> None:
+    def _hold(self, episode_id: str) -> None:
+        """Before the episode appears in the spool, so the upload thread never sees it unheld."""
         with self._held_lock:
             self._held[episode_id] = self.get_clock().now().nanoseconds
+
+    def _on_finished(self, episode_id: str, path: Path) -> None:
         if self._label_grace_s <= 0:
             self._release_all()
 

@@ -47,12 +47,15 @@ class EpisodeRecording:
 
     def __init__(self, out_dir: str | Path, robot: str = "", jpeg_quality: int = 90, log: Log | None = None,
                  on_finished: Callable[[str, Path], None] | None = None,
-                 on_labelled: Callable[[str, int], bool] | None = None, label_lock=None) -> None:
+                 on_labelled: Callable[[str, int], bool] | None = None, label_lock=None,
+                 on_closing: Callable[[str], None] | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.robot = robot
         self.jpeg_quality = jpeg_quality
         self._log = log or (lambda level, text: None)
         self._on_finished = on_finished or (lambda episode_id, path: None)
+        # called before a finished episode becomes visible in out_dir (e.g. to hold it from an uploader)
+        self._on_closing = on_closing or (lambda episode_id: None)
         # asked before a late label rewrites a finished episode: False = too late (e.g. already uploaded)
         self._on_labelled = on_labelled or (lambda episode_id, label: True)
         self._label_lock = label_lock or contextlib.nullcontext()  # held from that question to the rewrite
@@ -133,6 +136,7 @@ class EpisodeRecording:
         if len(self._policy_versions) > 1:
             self._log("warning", f"episode {writer.episode_id} was acted by several policy versions "
                                  f"({', '.join(self._policy_versions)}); it will not count as on-policy")
+        self._on_closing(writer.episode_id)
         path = writer.close(**outcome)
         self.completed.append(writer.episode_id)
         self._finished[writer.episode_id] = path
