@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         "service runs on 127.0.0.1 and simulated robots (one process each: sim, policy, reward, episode manager, "
         "trainer bridge) practise until --practice-episodes are uploaded. Every new policy version is evaluated "
         "on held-out scenes by ground-truth success; OUT/report/ gets a plot and a table. Re-running the same "
-        "command continues an interrupted run. --quick takes about 10 minutes on 2 CPU cores (a smoke run; "
+        "command continues an interrupted run. --quick takes about 5 minutes on 2 CPU cores (a smoke run; "
         "figures from it are not an experiment).")
     parser.add_argument("--env", default=defaults.env, choices=("language_table", "aloha"), help=f"simulated embodiment (default {defaults.env})")
     parser.add_argument("--task", default=defaults.task, help=f"task family of demos, practice and evaluation (default {defaults.task})")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import sys
 import time
@@ -59,6 +60,8 @@ class SelfImproveRun:
 
         s = self.settings
         directory = s.demo_dir()
+        # the recorder's line per saved episode would bury the progress bar; warnings still show
+        logging.getLogger("efm.node.demo").setLevel(logging.WARNING)
         bar = tqdm(total=s.demos, desc="oracle demos", unit="ep", leave=False)
         summary = record_demos(s.env, s.task, s.demos, str(directory), noise=s.demo_noise, workers=s.demo_workers,
                                progress=lambda c: bar.update(c["recorded"] + c["skipped"] - bar.n))
