@@ -26,7 +26,8 @@ Topics (robot namespace):
   calls      load_policy                         efm_msgs/srv/LoadPolicy (when a policy node offers it)
 Parameters: learner_url ("http://127.0.0.1:8765"), token_file (preferred: a file holding the token,
   read at start) or token, spool_dir, models_dir, model_dir (required: the robot's starting model),
-  cameras (["top"]), proprio_topic ("effector"), jpeg_quality (90), spool_max_bytes (20 GB),
+  cameras (["top"]), proprio_topic ("effector"), jpeg_quality (90), image_format (png: lossless),
+  spool_max_bytes (20 GB),
   min_free_bytes (2 GB), poll_s (10), retry_initial_s (1), retry_max_s (60), retry_jitter (0.5),
   label_grace_s (60), stats_period_s (60).
 Run: ``ros2 run efm trainer_bridge --ros-args -p spool_dir:=/data/spool -p models_dir:=/data/models
@@ -67,7 +68,9 @@ class TrainerBridge(Node):
         spool_dir = p("spool_dir", type="string", description="episodes waiting for upload (robot disk)").value
         models_dir = p("models_dir", type="string", description="where downloaded policy versions go").value
         model_dir = p("model_dir", type="string", description="the robot's starting model (spec to compare)").value
-        cameras, proprio, jpeg_quality = declare_recording_parameters(self)
+        # PNG: the learner recomputes log pi from the stored frames, and JPEG q90 moves it by ~0.3 nats
+        # from what the robot sampled (bench/RESULTS_stage2.md); lossless frames make the two agree exactly.
+        cameras, proprio, jpeg_quality, image_format = declare_recording_parameters(self, image_format="png")
         max_bytes = p("spool_max_bytes", 20 << 30, min=1, description="spool byte budget").value
         min_free = p("min_free_bytes", 2 << 30, min=0, description="warn below this free disk space").value
         poll_s = p("poll_s", 10.0, min=0.01, description="seconds between version polls").value
@@ -94,7 +97,8 @@ class TrainerBridge(Node):
             self.sync = PolicySync(LearnerClient(learner_url, token), models_dir, model_dir, log)
         except (ValueError, OSError, KeyError) as exc:
             raise ParameterError(f"node {self.get_fully_qualified_name()}: {exc}") from None
-        self.recording = EpisodeRecording(spool_dir, robot, jpeg_quality, log, on_finished=self._on_finished,
+        self.recording = EpisodeRecording(spool_dir, robot, jpeg_quality, log, image_format=image_format,
+                                          on_finished=self._on_finished,
                                           on_labelled=self._on_labelled, label_lock=self.uploader.lock,
                                           on_closing=self._hold)
 

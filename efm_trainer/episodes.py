@@ -29,16 +29,27 @@ PARTIAL_PREFIX = "."
 PARTIAL_SUFFIX = ".partial"
 COMPRESSED_SUFFIX = "/compressed"
 JPEG_FORMAT = "rgb8; jpeg compressed bgr8"  # compressed_image_transport's way of saying it
+PNG_FORMAT = "rgb8; png compressed bgr8"
+IMAGE_FORMATS = ("jpeg", "png")
 
 
-def encode_image(rgb: np.ndarray, stamp, jpeg_quality: int = 90):
-    """sensor_msgs/CompressedImage (JPEG) of an H x W x 3 RGB frame."""
-    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+def encode_image(rgb: np.ndarray, stamp, jpeg_quality: int = 90, image_format: str = "jpeg"):
+    """sensor_msgs/CompressedImage of an H x W x 3 RGB frame: JPEG (small, lossy) or PNG (lossless, about
+    2x the bytes, for data whose exact pixels matter, such as practice episodes REINFORCE trains on)."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if image_format == "png":
+        ok, buffer = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        label = PNG_FORMAT
+    elif image_format == "jpeg":
+        ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        label = JPEG_FORMAT
+    else:
+        raise ValueError(f"image format {image_format!r}: use one of {', '.join(IMAGE_FORMATS)}")
     if not ok:
-        raise ValueError(f"JPEG encoding failed for an image of shape {rgb.shape}")
+        raise ValueError(f"{image_format} encoding failed for an image of shape {rgb.shape}")
     CompressedImage = get_message("sensor_msgs/msg/CompressedImage")
     Header = get_message("std_msgs/msg/Header")
-    return CompressedImage(header=Header(stamp=stamp), format=JPEG_FORMAT, data=buffer.reshape(-1))
+    return CompressedImage(header=Header(stamp=stamp), format=label, data=buffer.reshape(-1))
 
 
 def decode_image(msg) -> np.ndarray:

@@ -12,13 +12,14 @@ Topics (robot namespace): subscribes ``task``, ``episode``, ``action``, ``reward
 ``policy_version`` (latched), ``camera/<name>/image_raw`` for each of ``cameras``, and ``effector``
 or ``joint_states``.
 Parameters: ``out_dir`` (required), ``cameras`` (["top"]), ``proprio_topic`` ("effector"),
-``jpeg_quality`` (90).
+``jpeg_quality`` (90), ``image_format`` (jpeg).
 Run: ``ros2 run efm episode_recorder --ros-args -p out_dir:=/data/episodes`` or in a graph.
 """
 from __future__ import annotations
 
 from efm_runtime import COMMANDS, LATCHED, SENSOR_DATA, Node, NodeOptions, ParameterError, get_message, run_node
 
+from .episodes import IMAGE_FORMATS
 from .recording import EpisodeRecording
 
 Image = get_message("sensor_msgs/msg/Image")
@@ -33,15 +34,21 @@ PolicyVersion = get_message("efm_msgs/msg/PolicyVersion")
 PROPRIO_TYPES = {"effector": PointStamped, "joint_states": JointState}
 
 
-def declare_recording_parameters(node: Node) -> tuple[list[str], str, int]:
-    """cameras, proprio_topic, jpeg_quality: the parameters every recording node shares."""
+def declare_recording_parameters(node: Node, image_format: str = "jpeg") -> tuple[list[str], str, int, str]:
+    """cameras, proprio_topic, jpeg_quality, image_format: the parameters every recording node shares."""
     cameras = node.declare_parameter("cameras", ["top"], description="camera names to record").value
     proprio = node.declare_parameter("proprio_topic", "effector", description="effector or joint_states").value
     jpeg_quality = node.declare_parameter("jpeg_quality", 90, min=10, max=100,
                                           description="JPEG quality of stored frames").value
+    image_format = node.declare_parameter(
+        "image_format", image_format, description="jpeg (small, lossy) or png (lossless, about 2x the bytes): "
+                                                  "stored frames").value
     if proprio not in PROPRIO_TYPES:
         raise ParameterError(f"parameter 'proprio_topic' must be one of {sorted(PROPRIO_TYPES)}, got {proprio!r}")
-    return list(cameras), proprio, int(jpeg_quality)
+    if image_format not in IMAGE_FORMATS:
+        raise ParameterError(f"parameter 'image_format' must be one of {', '.join(IMAGE_FORMATS)}, "
+                             f"got {image_format!r}")
+    return list(cameras), proprio, int(jpeg_quality), image_format
 
 
 def subscribe_recording(node: Node, recording: EpisodeRecording, cameras: list[str], proprio: str) -> None:
@@ -70,9 +77,9 @@ class EpisodeRecorder(Node):
         super().__init__(self.default_name, options)
         out_dir = self.declare_parameter("out_dir", type="string",
                                          description="dataset directory episodes are written to").value
-        cameras, proprio, jpeg_quality = declare_recording_parameters(self)
+        cameras, proprio, jpeg_quality, image_format = declare_recording_parameters(self)
         self._recording = EpisodeRecording(out_dir, robot=self.get_namespace().strip("/"),
-                                           jpeg_quality=jpeg_quality, log=node_log(self))
+                                           jpeg_quality=jpeg_quality, log=node_log(self), image_format=image_format)
         subscribe_recording(self, self._recording, cameras, proprio)
 
     @property

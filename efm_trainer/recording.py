@@ -48,10 +48,11 @@ class EpisodeRecording:
     def __init__(self, out_dir: str | Path, robot: str = "", jpeg_quality: int = 90, log: Log | None = None,
                  on_finished: Callable[[str, Path], None] | None = None,
                  on_labelled: Callable[[str, int], bool] | None = None, label_lock=None,
-                 on_closing: Callable[[str], None] | None = None) -> None:
+                 on_closing: Callable[[str], None] | None = None, image_format: str = "jpeg") -> None:
         self.out_dir = Path(out_dir)
         self.robot = robot
         self.jpeg_quality = jpeg_quality
+        self.image_format = image_format
         self._log = log or (lambda level, text: None)
         self._on_finished = on_finished or (lambda episode_id, path: None)
         # called before a finished episode becomes visible in out_dir (e.g. to hold it from an uploader)
@@ -94,7 +95,8 @@ class EpisodeRecording:
 
     def on_image(self, camera: str, msg) -> None:
         if self._writer is not None:
-            compressed = encode_image(image_msg_to_array(msg), msg.header.stamp, self.jpeg_quality)
+            compressed = encode_image(image_msg_to_array(msg), msg.header.stamp, self.jpeg_quality,
+                                      self.image_format)
             self.write(f"/camera/{camera}/image_raw/compressed", compressed)
 
     def on_action(self, msg) -> None:

@@ -55,3 +55,19 @@ def test_without_chunks_the_status_names_the_policy(tmp_path):
     recording = EpisodeRecording(tmp_path)
     play_episode(recording, "ep-2", policy="rl-0002", steps=0)
     assert read_metadata(tmp_path / "ep-2")["policy_version"] == "rl-0002"
+
+
+def test_png_frames_come_back_exactly_and_jpeg_ones_do_not(tmp_path):
+    """Practice episodes are stored lossless: the learner must see the pixels the policy acted on."""
+    import numpy as np
+
+    frames = {}
+    for image_format in ("png", "jpeg"):
+        recording = EpisodeRecording(tmp_path / image_format, image_format=image_format)
+        play_episode(recording, "ep-1", steps=2)
+        episode = read_episode(tmp_path / image_format / "ep-1")
+        frames[image_format] = [rgb for _, rgb in episode.images("top")]
+    rng = np.random.default_rng(len("ep-1"))   # play_episode's frames, drawn again
+    sent = [rng.integers(0, 255, (18, 32, 3), dtype=np.uint8) for _ in range(2)]
+    assert all(np.array_equal(got, want) for got, want in zip(frames["png"], sent))
+    assert not all(np.array_equal(got, want) for got, want in zip(frames["jpeg"], sent))
