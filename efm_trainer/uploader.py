@@ -60,6 +60,17 @@ class LearnerClient:
     def get(self, path: str, stream: bool = False) -> requests.Response:
         return self.session.get(f"{self.base_url}{path}", timeout=self.timeout, stream=stream)
 
+    def get_json(self, path: str) -> dict:
+        """GET a JSON answer; HTTPError on anything but success."""
+        response = self.get(path)
+        response.raise_for_status()
+        return response.json()
+
+    def post_json(self, path: str, body: dict) -> dict:
+        response = self.session.post(f"{self.base_url}{path}", json=body, timeout=self.timeout)
+        response.raise_for_status()
+        return response.json()
+
     def episode_request(self, episode_id: str, sha256: str, robot: str, policy_version: str) -> tuple[str, dict]:
         return f"{self.base_url}/v1/episodes/{episode_id}", {
             "X-Content-SHA256": sha256, "X-Robot": robot, "X-Policy-Version": policy_version,

@@ -1,7 +1,6 @@
 """The learner service as a child process on loopback, and the few calls the run makes to it."""
 from __future__ import annotations
 
-import secrets
 import socket
 import time
 from pathlib import Path
@@ -10,6 +9,7 @@ import requests
 
 from efm_runtime.errors import EfmUserError
 
+from ..uploader import LearnerClient
 from .child import ChildProcess
 
 
@@ -19,45 +19,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def ensure_token(path: Path) -> str:
-    """The run's learner token, created once (owner-only) and kept so a resumed run reuses it."""
-    if not path.is_file():
-        path.write_text(secrets.token_urlsafe(24) + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-class LearnerClient:
-    def __init__(self, url: str, token: str, timeout_s: float = 10.0) -> None:
-        self.url, self.timeout_s = url.rstrip("/"), timeout_s
-        self._session = requests.Session()
-        self._session.headers["Authorization"] = f"Bearer {token}"
-
-    def _get(self, path: str) -> dict:
-        response = self._session.get(f"{self.url}{path}", timeout=self.timeout_s)
-        response.raise_for_status()
-        return response.json()
-
-    def status(self) -> dict:
-        return self._get("/v1/status")
-
-    def versions(self) -> dict:
-        return self._get("/v1/versions")
-
-    def post_evaluation(self, version: str, episodes: int, successes: int, first_seed: int) -> None:
-        response = self._session.post(f"{self.url}/v1/evaluations", timeout=self.timeout_s, json={
-            "version": version, "episodes": episodes, "successes": successes,
-            "seeds": list(range(first_seed, first_seed + episodes))})
-        response.raise_for_status()
-
-
 class LearnerProcess(ChildProcess):
     """``efm learner serve`` in a child process; its output goes to ``log_path``."""
 
     def __init__(self, command: list[str], url: str, token: str, log_path: Path) -> None:
         super().__init__("learner", command, log_path)
         self.url = url
-        self.client = LearnerClient(url, token)
+        # short reads: the run asks every second and must not hang on a learner busy exporting
+        self.client = LearnerClient(url, token, read_timeout_s=10.0)
+
+    def status(self) -> dict:
+        return self.client.get_json("/v1/status")
+
+    def versions(self) -> dict:
+        return self.client.get_json("/v1/versions")
+
+    def post_evaluation(self, version: str, episodes: int, successes: int, first_seed: int) -> None:
+        self.client.post_json("/v1/evaluations", {"version": version, "episodes": episodes, "successes": successes,
+                                                  "seeds": list(range(first_seed, first_seed + episodes))})
 
     def start(self, ready_timeout_s: float = 300.0) -> None:
         super().start()
@@ -67,7 +46,7 @@ class LearnerProcess(ChildProcess):
                 raise EfmUserError(f"the learner exited with code {self.returncode} while starting; "
                                    f"its log ({self.log_path}) ends with:\n{self.log_tail()}")
             try:
-                self.client.status()
+                self.status()
                 return
             except requests.RequestException:
                 time.sleep(0.5)

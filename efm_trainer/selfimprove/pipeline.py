@@ -20,7 +20,7 @@ from pathlib import Path
 from efm_runtime.errors import EfmUserError
 
 from .evaluation import EvaluationLog, Evaluator, VersionEvaluation
-from .learner_process import LearnerProcess, ensure_token, free_port
+from .learner_process import LearnerProcess, free_port
 from .report import write_report
 from .robots import write_fleet
 from .settings import EVAL_FIRST_SEED, SelfImproveSettings
@@ -128,12 +128,14 @@ class SelfImproveRun:
 
     # -- Stage 2 -------------------------------------------------------------------------------
     def stage2(self, run_dir: Path, model_dir: Path) -> dict:
+        from efm_trainer.learner_service import load_or_create_token
+
         s = self.settings
         port = s.port or free_port()
         url = f"http://127.0.0.1:{port}"
-        token_file = self.out / "learner.token"
-        token = ensure_token(token_file)
         learner_dir = self.out / "learner"
+        # the learner's own token file (created owner-only on the first start), read by the robots' bridges too
+        token, token_file = load_or_create_token(None, learner_dir)
         learner = LearnerProcess(
             ["learner", "serve", "--run", str(run_dir), "--dir", str(learner_dir), "--initial-model", str(model_dir),
              "--host", "127.0.0.1", "--port", str(port), "--token-file", str(token_file),
@@ -154,7 +156,7 @@ class SelfImproveRun:
         s = self.settings
         cameras = list(read_manifest(model_dir).config.cameras)
         robots = write_fleet(s, model_dir, url, token_file, cameras)
-        display = ProgressDisplay(s.practice_episodes, self.log)
+        display = ProgressDisplay(s.practice_episodes)
         evaluator = Evaluator(EvaluationLog(self.out), s.env, s.task, s.eval_episodes, EVAL_FIRST_SEED, s.max_steps,
                               on_result=lambda e: self._on_evaluation(learner, e, display),
                               on_progress=display.evaluating)
@@ -182,7 +184,7 @@ class SelfImproveRun:
             self.facts["versions_skipped"] = ", ".join(evaluator.skipped) + \
                 " (published while the evaluator was busy; it took newer ones)"
         try:
-            status = learner.client.status()
+            status = learner.status()
         except Exception:  # the learner died: the report still has every evaluation
             pass
         return status
@@ -229,7 +231,7 @@ class SelfImproveRun:
         announced = False
         while learner.running and time.monotonic() < deadline:
             try:
-                if not learner.client.status().get("updating"):
+                if not learner.status().get("updating"):
                     return
             except Exception:  # busy exporting: ask again
                 pass
@@ -239,8 +241,8 @@ class SelfImproveRun:
             time.sleep(1.0)
 
     def _submit_new_versions(self, learner, evaluator, learner_dir, status) -> dict:
-        status = learner.client.status() if learner.running else status
-        listing = learner.client.versions() if learner.running else {"versions": []}
+        status = learner.status() if learner.running else status
+        listing = learner.versions() if learner.running else {"versions": []}
         collected = status.get("episodes_per_version", {})
         practice_before = 0
         for entry in listing.get("versions", []):  # in learner order
@@ -255,7 +257,7 @@ class SelfImproveRun:
                      f"({evaluation.successes}/{evaluation.episodes}) after {evaluation.practice_episodes} "
                      f"practice episodes")
         try:  # the learner keeps the best version by these figures (rollback target)
-            learner.client.post_evaluation(evaluation.version, evaluation.episodes, evaluation.successes,
+            learner.post_evaluation(evaluation.version, evaluation.episodes, evaluation.successes,
                                            evaluation.first_seed)
         except Exception as exc:
             display.note(f"could not post the evaluation of {evaluation.version} to the learner: {exc}")
@@ -280,16 +282,14 @@ def _plain(value):
 class ProgressDisplay:
     """One live line: versions, practice episodes against the budget, detector success, evaluations."""
 
-    def __init__(self, total_episodes: int, log: Callable[[str], None]) -> None:
+    def __init__(self, total_episodes: int) -> None:
         from tqdm import tqdm
 
         self._bar = tqdm(total=total_episodes, desc="practice", unit="ep", dynamic_ncols=True)
         self._evaluating = ""
-        self._status: dict = {}
         self.paused = False
 
     def update(self, status: dict) -> None:
-        self._status = status
         done = min(int(status.get("episodes_total", 0)), self._bar.total)
         self._bar.update(done - self._bar.n)
         current = status.get("current", "?")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from efm_runtime.errors import EfmUserError
@@ -57,7 +57,6 @@ class SelfImproveSettings:
     port: int = 0                             # learner port; 0 = a free one
     max_wall_s: float = 0.0                   # stop practice after this long; 0 = no limit
     quick: bool = False
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.image_size = tuple(self.image_size)
