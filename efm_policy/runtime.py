@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,27 @@ def create_session(path: Path, providers: Sequence[str] | None = None, log: Call
     return session
 
 
+_TEXT_ENCODERS: dict[tuple, tuple] = {}     # (encoder sha256, tokenizer sha256, providers) -> (tokenizer, session)
+_TEXT_ENCODERS_LOCK = threading.Lock()
+
+
+def _text_encoder(manifest: Manifest, providers: Sequence[str] | None, log):
+    """The MiniLM tokenizer and ONNX session of ``manifest``'s text encoder, one per process for the same
+    bytes (sha256, verified when the manifest was read): a robot's policy and reward nodes share it, and a
+    new policy version, which links the same encoder, does not load its 90 MB again."""
+    key = (manifest.files["text_encoder.onnx"], manifest.files["text_tokenizer.json"], tuple(providers or ()))
+    with _TEXT_ENCODERS_LOCK:  # sessions are thread-safe to run; creating one twice is only waste
+        found = _TEXT_ENCODERS.get(key)
+        if found is None:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(manifest.path("text_tokenizer.json")))
+            tokenizer.no_padding()
+            tokenizer.enable_truncation(MAX_TOKENS)
+            found = _TEXT_ENCODERS[key] = (tokenizer, create_session(manifest.path("text_encoder.onnx"), providers, log))
+    return found
+
+
 class InstructionEmbedder:
     """Instruction text -> embedding: the export's table first, then its MiniLM text encoder."""
 
@@ -77,11 +99,7 @@ class InstructionEmbedder:
         self._cache: dict[str, np.ndarray] = {str(t): e.astype(np.float32) for t, e in zip(table["texts"], table["embeddings"])}
         self._encoder = None
         if manifest.has("text_encoder.onnx") and manifest.has("text_tokenizer.json"):
-            from tokenizers import Tokenizer
-            self._tokenizer = Tokenizer.from_file(str(manifest.path("text_tokenizer.json")))
-            self._tokenizer.no_padding()
-            self._tokenizer.enable_truncation(MAX_TOKENS)
-            self._encoder = create_session(manifest.path("text_encoder.onnx"), providers, log)
+            self._tokenizer, self._encoder = _text_encoder(manifest, providers, log)
 
     def __call__(self, instruction: str) -> np.ndarray:
         embedding = self._cache.get(instruction)

@@ -180,3 +180,12 @@ def test_eval_policy_runs_seeded_episodes_in_simulation(model_dir, tmp_path, cap
     assert main(["eval", "policy", str(model_dir), "--env", "toy", "--task", "reach", "--episodes", "2",
                  "--first-seed", "5", "--json", str(out)]) == 0
     assert outcomes(json.loads(out.read_text())) == outcomes(report)         # greedy + seeded: repeatable
+
+
+def test_runtimes_of_one_process_share_one_text_encoder(model_dir):
+    """A robot's policy and reward nodes, and every later version linking the same encoder, load it once."""
+    policy = PolicyRuntime(model_dir, log=lambda m: None)
+    reward = RewardRuntime(model_dir, log=lambda m: None)
+    assert policy.embed._encoder is reward.embed._encoder is not None
+    unseen = "nudge the yellow star a little to the left"
+    assert np.array_equal(policy.embed(unseen), reward.embed(unseen))
