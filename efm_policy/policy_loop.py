@@ -42,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .manifest import MANIFEST, ModelDirError, read_manifest, sha256_file
+from .preprocess import Arrival, not_synchronized
 
 NS_PER_S = 1_000_000_000
 REPEAT_S = 5.0          # a repeated error or slow-inference warning is said again at most this often (node clock)
@@ -204,14 +205,6 @@ class BackgroundLoader:
 
 # ---- observations ---------------------------------------------------------------------------------
 @dataclass
-class _Input:
-    """The newest value of one input, or why the newest one was refused."""
-    stamp_ns: int
-    problem: str = ""
-    seq: int = 0          # arrival number (all inputs counted together): which came before an episode
-
-
-@dataclass
 class _Episode:
     episode_id: str
     instruction: str
@@ -265,9 +258,9 @@ class PolicyLoop:
         self._loader = BackgroundLoader(lambda request: self._load(request, self._embodiment), self._arrived)
         self._frames: dict[str, deque] = {}        # camera -> newest frames, oldest first
         self._history = 1                           # frames kept per camera: the most any model needs
-        self._frame_input: dict[str, _Input] = {}
+        self._frame_input: dict[str, Arrival] = {}
         self._proprio: list[float] | None = None
-        self._proprio_input: _Input | None = None
+        self._proprio_input: Arrival | None = None
         self._seq = 0                               # inputs received so far
         self._credit = False                        # a tick found nothing to answer since the last chunk
         self._episode: _Episode | None = None
@@ -441,9 +434,9 @@ class PolicyLoop:
     def reject_proprio(self, stamp_ns: int, problem: str) -> None:
         self._proprio_input = self._arrival(stamp_ns, problem)
 
-    def _arrival(self, stamp_ns: int, problem: str = "") -> _Input:
+    def _arrival(self, stamp_ns: int, problem: str = "") -> Arrival:
         self._seq += 1
-        return _Input(stamp_ns, problem, self._seq)
+        return Arrival(stamp_ns, self._seq, problem)
 
     def observation_arrived(self, now_ns: int) -> Tick | None:
         """Called after every input: a chunk (or why not) when a tick since the last chunk found nothing
@@ -509,7 +502,7 @@ class PolicyLoop:
             episode.warned_stale = True
             self._log(WARNING, f"observation too old, not acting: {stale} (said once per episode)")
 
-    def _inputs(self, model: Model) -> list[tuple[str, _Input | None]]:
+    def _inputs(self, model: Model) -> list[tuple[str, Arrival | None]]:
         inputs = [(f"camera/{c}/image_raw", self._frame_input.get(c)) for c in model.config.cameras]
         inputs.append((self._proprio_label, self._proprio_input))
         return inputs
@@ -520,7 +513,7 @@ class PolicyLoop:
     def _observation_stamp(self, model: Model) -> int:
         return max(self._frame_input[c].stamp_ns for c in model.config.cameras)
 
-    def _waiting_for(self, model: Model, episode: _Episode) -> tuple[str, list[tuple[str, _Input]]]:
+    def _waiting_for(self, model: Model, episode: _Episode) -> tuple[str, list[tuple[str, Arrival]]]:
         """Why the newest observation is not one to answer now (empty: it is), and the inputs it waits
         for: already answered in this episode, or (synchronized_inputs) not all of its inputs are in
         yet (each stamped as the newest frame and received since the episode started: a simulator may
@@ -530,14 +523,13 @@ class PolicyLoop:
             return f"the observation at {stamp / NS_PER_S:.3f} s is answered; acting on the next one when it arrives", []
         if not self.settings.synchronized_inputs:
             return "", []
-        behind = [(name, seen) for name, seen in self._inputs(model)
-                  if seen.stamp_ns != stamp or seen.seq <= episode.first_seq]
+        behind = not_synchronized(self._inputs(model), stamp, episode.first_seq)
         if not behind:
             return "", []
         names = ", ".join(name for name, _ in behind)
         return f"waiting for {names} stamped {stamp / NS_PER_S:.3f} s (synchronized_inputs)", behind
 
-    def _warn_if_never_complete(self, episode: _Episode, model: Model, behind: list[tuple[str, _Input]]) -> None:
+    def _warn_if_never_complete(self, episode: _Episode, model: Model, behind: list[tuple[str, Arrival]]) -> None:
         """Inputs stamped independently never make a synchronized observation: say so, once per episode."""
         episode.incomplete_ticks += 1
         if episode.incomplete_ticks < 3 or episode.warned_incomplete:

@@ -7,7 +7,8 @@ as the frames the model was trained on were.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -74,3 +75,18 @@ def rgb8_image(msg, consumer: str = "the model") -> np.ndarray:
                          f"(expected step {width * 3} and {height * width * 3} bytes)")
     data = msg.data if isinstance(msg.data, np.ndarray) else np.frombuffer(bytes(msg.data), np.uint8)
     return np.asarray(data, np.uint8).reshape(height, width, 3)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """The newest message of one observation input (a camera or the proprio), or why it was refused."""
+    stamp_ns: int
+    seq: int              # arrival number, all inputs counted together: which came before an episode began
+    problem: str = ""
+
+
+def not_synchronized(inputs: Iterable[tuple[str, Arrival]], stamp_ns: int, since_seq: int) -> list[tuple[str, Arrival]]:
+    """The inputs that keep the observation stamped ``stamp_ns`` from being complete when a simulator stamps
+    every input of one observation alike: stamped otherwise, or received before ``since_seq`` (a simulator
+    stamps a new scene's first observation like the last frame before it)."""
+    return [(name, seen) for name, seen in inputs if seen.stamp_ns != stamp_ns or seen.seq <= since_seq]

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from efm_policy.preprocess import Arrival, not_synchronized
+
 
 @dataclass(frozen=True)
 class Ready:
@@ -41,20 +43,13 @@ class Refused:
     problem: str
 
 
-@dataclass
-class _Input:
-    stamp_ns: int
-    seq: int              # arrival number, all inputs counted together
-    problem: str = ""
-
-
 class Observations:
     def __init__(self, cameras: Sequence[str], history: int, proprio_dim: int, synchronized: bool,
                  proprio_label: str = "proprio") -> None:
         self.cameras, self.history, self.proprio_dim = list(cameras), int(history), int(proprio_dim)
         self.synchronized, self.proprio_label = synchronized, proprio_label
         self._frames: dict[str, np.ndarray] = {}
-        self._inputs: dict[str, _Input] = {}       # topic label -> newest arrival
+        self._inputs: dict[str, Arrival] = {}       # topic label -> newest arrival
         self._proprio: list[float] = []
         self._seq = 0
         self._first_seq = 0
@@ -86,9 +81,9 @@ class Observations:
     def reject_proprio(self, stamp_ns: int, problem: str) -> None:
         self._inputs[self.proprio_label] = self._arrival(stamp_ns, problem)
 
-    def _arrival(self, stamp_ns: int, problem: str = "") -> _Input:
+    def _arrival(self, stamp_ns: int, problem: str = "") -> Arrival:
         self._seq += 1
-        return _Input(stamp_ns, self._seq, problem)
+        return Arrival(stamp_ns, self._seq, problem)
 
     def next(self) -> Ready | Refused | None:
         """The newest observation if it is complete and not yet handed out this episode, else None."""
@@ -98,8 +93,8 @@ class Observations:
         stamp = max(self._inputs[c].stamp_ns for c in self.cameras)
         if self._handled_ns is not None and stamp <= self._handled_ns:
             return None
-        if self.synchronized and any(self._inputs[label].stamp_ns != stamp or self._inputs[label].seq <= self._first_seq
-                                     for label in labels):
+        if self.synchronized and not_synchronized([(label, self._inputs[label]) for label in labels], stamp,
+                                                  self._first_seq):
             return None
         self._handled_ns = stamp
         problems = [f"{self._topic(label)}: {self._inputs[label].problem}" for label in labels
