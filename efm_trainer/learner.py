@@ -82,6 +82,9 @@ class LearnerSettings:
     run: str = ""                   # Stage 1 run directory (checkpoint.pt); needed on the first start only
     initial_model: str = ""         # an existing export of that run, taken as sft-0000 instead of exporting
     steps_per_update: int = 2048    # the paper's: actions of the current version per update
+    # > 0: update after this many episodes of the current version instead (experiments that count practice
+    # in episodes, e.g. "10% of the demos"); steps_per_update is then not used
+    episodes_per_update: int = 0
     sgd_steps: int = 32             # minibatch steps per update (paper: 32 x 64)
     batch_size: int = 64
     lr: float | None = None         # None: the learning rate in the Stage 1 optimizer state
@@ -92,6 +95,8 @@ class LearnerSettings:
         for name in ("steps_per_update", "sgd_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise LearnerError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.episodes_per_update < 0:
+            raise LearnerError(f"episodes_per_update must be >= 0, got {self.episodes_per_update}")
         if not 0.0 <= self.gamma <= 1.0:
             raise LearnerError(f"gamma must lie in [0, 1], got {self.gamma}")
         if self.lr is not None and not self.lr > 0:
@@ -304,7 +309,8 @@ class Learner:
                     "episodes_per_version": counts, "success_rate_per_version": rates,
                     "evaluations": self.state["evaluations"],
                     "pending_steps": sum(self.records[e]["steps"] for e in pending),
-                    "steps_per_update": self.settings.steps_per_update, "last_error": self.last_error}
+                    "steps_per_update": self.settings.steps_per_update,
+                    "episodes_per_update": self.settings.episodes_per_update, "last_error": self.last_error}
 
     # -- uploads ----------------------------------------------------------------------------------
     def receive_episode(self, episode_id: str, body: bytes, sha256: str) -> Receipt:
@@ -389,7 +395,7 @@ class Learner:
             return f"outcome {episode.outcome}: not a complete practice episode"
         pending = self.state["pending_update"]
         if pending and pending["parent"] == version:
-            return f"the update of {version} already has its {self.settings.steps_per_update} steps and is running"
+            return f"the update of {version} already has its {self._update_size()} and is running"
         return ""
 
     # -- updates ----------------------------------------------------------------------------------
@@ -398,12 +404,22 @@ class Learner:
         return [e for e, r in self.records.items() if r["trainable"] and r["policy_version"] == self.current
                 and e not in self.trained_in]
 
+    def _update_size(self) -> str:
+        if self.settings.episodes_per_update:
+            return f"{self.settings.episodes_per_update} episodes"
+        return f"{self.settings.steps_per_update} steps"
+
+    def _enough_for_update(self, pending: list[str]) -> bool:
+        if self.settings.episodes_per_update:
+            return len(pending) >= self.settings.episodes_per_update
+        return sum(self.records[e]["steps"] for e in pending) >= self.settings.steps_per_update
+
     def _maybe_start_update(self) -> None:
         """Under the lock: plan an update when the current version has collected enough steps."""
         if self._thread is not None or self.state["pending_update"]:
             return
         pending = sorted(self._pending_episodes(), key=lambda e: (self.records[e]["received"], e))
-        if sum(self.records[e]["steps"] for e in pending) < self.settings.steps_per_update:
+        if not self._enough_for_update(pending):
             return
         settings = self.settings
         version = _version_name(self.state["next_version"])

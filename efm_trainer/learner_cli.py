@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     serve.add_argument("--token-file", default=None,
                        help="file holding the bearer token (default: LEARNER_DIR/token, created on first start)")
     serve.add_argument("--steps-per-update", type=int, default=2048, help="actions of the current version per update")
+    serve.add_argument("--episodes-per-update", type=int, default=0,
+                       help="update after this many episodes of the current version instead of "
+                            "--steps-per-update (0 = count steps)")
     serve.add_argument("--sgd-steps", type=int, default=32, help="minibatch steps per update")
     serve.add_argument("--batch-size", type=int, default=64)
     serve.add_argument("--lr", type=float, default=None, help="learning rate (default: the Stage 1 optimizer's)")
@@ -74,7 +77,8 @@ def run_serve(args) -> int:
             return 0
         try:
             settings = LearnerSettings(dir=args.dir, run=args.run, initial_model=args.initial_model,
-                                       steps_per_update=args.steps_per_update, sgd_steps=args.sgd_steps,
+                                       steps_per_update=args.steps_per_update,
+                                       episodes_per_update=args.episodes_per_update, sgd_steps=args.sgd_steps,
                                        batch_size=args.batch_size, lr=args.lr, gamma=args.gamma, seed=args.seed)
             learner = Learner(settings, distributed=distributed)
             token, token_path = load_or_create_token(args.token_file, args.dir)

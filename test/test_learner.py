@@ -236,3 +236,13 @@ def test_two_process_ddp_update_matches_one_process(trained, tmp_path):
         parent = single(*inputs)[0].log_softmax(-1)
     assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
     assert (expected - parent).abs().max() > 100 * (got - expected).abs().max()
+
+
+def test_episodes_per_update_counts_episodes_not_steps(stage1, tmp_path):
+    learner = make_learner(tmp_path / "learner", stage1, steps_per_update=1000, episodes_per_update=3)
+    upload_update_batch(learner, "sft-0000", "a")        # 2 episodes, 6 steps: not enough episodes
+    assert learner.wait_idle(120) and learner.current == "sft-0000"
+    assert learner.status()["episodes_per_update"] == 3
+    upload(learner, "a-3", "sft-0000", GOOD, [1.0] * 3, seed=3)
+    assert learner.wait_idle(120) and learner.current == "rl-0001"
+    assert learner.list_versions()["versions"][1]["trained_on_episodes"] == 3
