@@ -27,8 +27,7 @@ Topics (robot namespace):
 Parameters: learner_url ("http://127.0.0.1:8765"), token_file (preferred: a file holding the token,
   read at start) or token, spool_dir, models_dir, model_dir (required: the robot's starting model),
   cameras (["top"]), proprio_topic ("effector"), jpeg_quality (90), image_format (png: lossless),
-  spool_max_bytes (20 GB),
-  min_free_bytes (2 GB), poll_s (10), retry_initial_s (1), retry_max_s (60), retry_jitter (0.5),
+  record_ground_truth (false; sim only), spool_max_bytes (20 GB), min_free_bytes (2 GB), poll_s (10), retry_initial_s (1), retry_max_s (60), retry_jitter (0.5),
   label_grace_s (60), stats_period_s (60).
 Run: ``ros2 run efm trainer_bridge --ros-args -p spool_dir:=/data/spool -p models_dir:=/data/models
 -p model_dir:=/data/models/sft-0000 -p token_file:=/etc/efm/learner_token``.

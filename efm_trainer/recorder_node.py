@@ -12,7 +12,8 @@ Topics (robot namespace): subscribes ``task``, ``episode``, ``action``, ``reward
 ``policy_version`` (latched), ``camera/<name>/image_raw`` for each of ``cameras``, and ``effector``
 or ``joint_states``.
 Parameters: ``out_dir`` (required), ``cameras`` (["top"]), ``proprio_topic`` ("effector"),
-``jpeg_quality`` (90), ``image_format`` (jpeg).
+``jpeg_quality`` (90), ``image_format`` (jpeg), ``record_ground_truth`` (false; simulation only: also record
+``sim/ground_truth_success``, which experiments score the success detector against).
 Run: ``ros2 run efm episode_recorder --ros-args -p out_dir:=/data/episodes`` or in a graph.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ ActionChunk = get_message("efm_msgs/msg/ActionChunk")
 StepReward = get_message("efm_msgs/msg/StepReward")
 EpisodeStatus = get_message("efm_msgs/msg/EpisodeStatus")
 PolicyVersion = get_message("efm_msgs/msg/PolicyVersion")
+Bool = get_message("std_msgs/msg/Bool")
 
 PROPRIO_TYPES = {"effector": PointStamped, "joint_states": JointState}
 
@@ -52,7 +54,11 @@ def declare_recording_parameters(node: Node, image_format: str = "jpeg") -> tupl
 
 
 def subscribe_recording(node: Node, recording: EpisodeRecording, cameras: list[str], proprio: str) -> None:
-    """Connect a node's topics to a recording core."""
+    """Connect a node's topics to a recording core (and, when its ``record_ground_truth`` parameter is set,
+    the simulator's ``sim/ground_truth_success``: experiments score the success detector against it)."""
+    if node.declare_parameter("record_ground_truth", False,
+                              description="also record sim/ground_truth_success (simulation only)").value:
+        node.create_subscription(Bool, "sim/ground_truth_success", recording.on_ground_truth, COMMANDS)
     node.create_subscription(Task, "task", recording.on_task, COMMANDS)
     node.create_subscription(EpisodeStatus, "episode", recording.on_episode, COMMANDS)
     node.create_subscription(ActionChunk, "action", recording.on_action, COMMANDS)

@@ -37,6 +37,7 @@ OUTCOMES = {
     EpisodeStatus.STATE_ESTOPPED: "estopped",
 }
 POLICY_VERSION_TOPIC = "/policy_version"
+GROUND_TRUTH_TOPIC = "/sim/ground_truth_success"      # simulation only, when the node records it
 METADATA_FILE = "metadata.yaml"
 
 Log = Callable[[str, str], None]  # (level "info" | "warning" | "error", text)
@@ -61,6 +62,7 @@ class EpisodeRecording:
         self._on_labelled = on_labelled or (lambda episode_id, label: True)
         self._label_lock = label_lock or contextlib.nullcontext()  # held from that question to the rewrite
         self._writer: EpisodeWriter | None = None
+        self._last_frame_ns = 0
         self._policy_versions: list[str] = []
         self._reward_versions: list[str] = []
         self._latest_policy_version = None   # newest PolicyVersion message: context for the next episode
@@ -97,7 +99,14 @@ class EpisodeRecording:
         if self._writer is not None:
             compressed = encode_image(image_msg_to_array(msg), msg.header.stamp, self.jpeg_quality,
                                       self.image_format)
+            self._last_frame_ns = _stamp_ns(msg)
             self.write(f"/camera/{camera}/image_raw/compressed", compressed)
+
+    def on_ground_truth(self, msg) -> None:
+        """The simulator's success flag (std_msgs/Bool, no header), stamped with the newest frame's time: the
+        sim publishes it right after that observation. Experiments score the success detector against it."""
+        if self._writer is not None:
+            self._writer.write(GROUND_TRUTH_TOPIC, msg, self._last_frame_ns)
 
     def on_action(self, msg) -> None:
         if self._writer is not None:

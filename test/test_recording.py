@@ -71,3 +71,23 @@ def test_png_frames_come_back_exactly_and_jpeg_ones_do_not(tmp_path):
     sent = [rng.integers(0, 255, (18, 32, 3), dtype=np.uint8) for _ in range(2)]
     assert all(np.array_equal(got, want) for got, want in zip(frames["png"], sent))
     assert not all(np.array_equal(got, want) for got, want in zip(frames["jpeg"], sent))
+
+
+def test_ground_truth_is_recorded_at_the_time_of_the_frame_it_judges(tmp_path):
+    from efm_runtime import get_message
+    from efm_trainer.recording import GROUND_TRUTH_TOPIC
+
+    Bool = get_message("std_msgs/msg/Bool")
+    recording = EpisodeRecording(tmp_path)
+    original, truths = recording.on_image, iter([False, False, True])
+
+    def image_then_truth(camera, msg):   # the sim publishes its flag right after each observation
+        original(camera, msg)
+        recording.on_ground_truth(Bool(data=next(truths)))
+
+    recording.on_image = image_then_truth
+    play_episode(recording, "ep-1", steps=3)
+    episode = read_episode(tmp_path / "ep-1")
+    flags = episode.topic(GROUND_TRUTH_TOPIC)
+    assert [msg.data for _, msg in flags] == [False, False, True]
+    assert [stamp for stamp, _ in flags] == [stamp for stamp, _ in episode.images("top")]

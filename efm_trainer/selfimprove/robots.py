@@ -50,7 +50,9 @@ def robot_graph(settings: SelfImproveSettings, name: str, index: int, model_dir:
                 "spool_dir": str(robot_dir / "spool"), "models_dir": str(robot_dir / "models"),
                 "model_dir": str(model_dir), "cameras": list(cameras), "proprio_topic": proprio,
                 # no human labels in an unattended sim run: upload at once; follow new versions quickly
-                "label_grace_s": 0.0, "poll_s": 2.0}},
+                "label_grace_s": 0.0, "poll_s": 2.0,
+                # the simulator's truth travels with each episode, so experiments can score the detector
+                "record_ground_truth": True}},
         ]}},
     }
 
