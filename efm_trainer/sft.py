@@ -66,6 +66,9 @@ class SFTSettings:
     vision_blocks: int = 11
     d_model: int = 128
     layers: int = 2
+    # a folder shared between runs: the frozen backbone's features of each episode, keyed by the episode's
+    # pixels and the backbone layout, so runs on overlapping demo sets (experiments) encode each demo once
+    feature_cache: str = ""
 
 
 class RunError(ValueError):
@@ -198,6 +201,8 @@ class SFTRun:
     def _cache_features(self) -> torch.Tensor:
         """The frozen backbone's features of every frame (fp16), computed once and kept in the run
         directory, so a resumed or repeated run on the same episodes skips the slowest part."""
+        if self.settings.feature_cache and self._spans_cover_frames():
+            return self._shared_features()
         config = self.config
         key = hashlib.sha256(json.dumps([self.data.episodes, len(self.data.frames), config.backbone, config.hf_path,
                                          list(config.image_size), config.vision_blocks]).encode()).hexdigest()[:16]
@@ -220,6 +225,36 @@ class SFTRun:
             np.save(handle, features.numpy())
         os.replace(tmp, path)
         return features
+
+    def _spans_cover_frames(self) -> bool:
+        spans = self.data.frame_spans
+        return len(spans) == len(self.data.episodes) and sum(end - start for start, end in spans) == len(self.data.frames)
+
+    def _shared_features(self) -> torch.Tensor:
+        """Per-episode features from ``feature_cache``; only episodes never encoded before are computed."""
+        config = self.config
+        layout = hashlib.sha256(json.dumps([config.backbone, config.hf_path, list(config.image_size),
+                                            config.vision_blocks]).encode()).hexdigest()[:16]
+        root = Path(self.settings.feature_cache).expanduser() / layout
+        root.mkdir(parents=True, exist_ok=True)
+        frames = self.data.frames
+        paths = [root / f"{hashlib.sha256(frames[a:b].tobytes()).hexdigest()[:32]}.npy" for a, b in self.data.frame_spans]
+        missing = [i for i, path in enumerate(paths) if not path.is_file()]
+        self.log(f"frozen backbone features: {len(paths) - len(missing)} of {len(paths)} episodes cached in {root}")
+        if missing:
+            self.model.eval()
+            with torch.no_grad():
+                for i in tqdm(missing, desc="frozen backbone features", unit="ep", leave=False):
+                    start, end = self.data.frame_spans[i]
+                    batches = [frames[a:min(a + 128, end)] for a in range(start, end, 128)]
+                    chunk = torch.cat([self.model.vision_features(torch.from_numpy(b).unsqueeze(1))[:, 0]
+                                       for b in batches]).half()
+                    tmp = paths[i].with_name(f"{paths[i].stem}.{os.getpid()}.tmp")
+                    with open(tmp, "wb") as handle:
+                        np.save(handle, chunk.numpy())
+                    os.replace(tmp, paths[i])
+            self.model.train()
+        return torch.from_numpy(np.concatenate([np.load(path) for path in paths]))
 
     # -- training -----------------------------------------------------------------------------
     def _inputs(self, index: np.ndarray):

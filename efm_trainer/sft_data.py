@@ -44,6 +44,8 @@ class SFTData:
     instructions: list[str]
     episodes: list[str]             # episode ids
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (episode, why)
+    # [start, end) of each kept episode's frames in ``frames`` (an episode's frames are contiguous)
+    frame_spans: list[tuple[int, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.proprio)
@@ -77,9 +79,11 @@ def load_sft_data(dataset_dirs: Sequence[str | Path], cameras: Sequence[str], hi
 
     builder = _Builder(list(cameras), history, tuple(image_size))
     for path in progress(paths):
+        mark = builder.mark()
         try:
             builder.add(read_episode(path))
         except (ValueError, KeyError) as exc:
+            builder.rollback(mark)      # a half-read episode leaves no frames or samples behind
             builder.skipped.append((path.name, str(exc)))
     return builder.finish()
 
@@ -92,11 +96,22 @@ class _Builder:
                                                       "steps_to_go", "episode")}
         self.instructions: dict[str, int] = {}
         self.episodes: list[str] = []
+        self.frame_spans: list[tuple[int, int]] = []
         self.skipped: list[tuple[str, str]] = []
         self.action_shape: tuple[int, int] | None = None
         self.proprio_topic: str | None = None
 
+    def mark(self) -> tuple[int, int, int]:
+        return len(self.frames), len(self.episodes), len(self.rows["episode"])
+
+    def rollback(self, mark: tuple[int, int, int]) -> None:
+        frames, episodes, samples = mark
+        del self.frames[frames:], self.episodes[episodes:], self.frame_spans[episodes:]
+        for column in self.rows.values():
+            del column[samples:]
+
     def add(self, episode) -> None:
+        first_frame = len(self.frames)
         name = episode.metadata.get("episode_id") or episode.path.name
         if episode.metadata.get("success") != "True":
             self.skipped.append((name, f"outcome {episode.metadata.get('outcome', 'unknown')}: Stage 1 trains on successes"))
@@ -159,6 +174,7 @@ class _Builder:
             self.rows["has_action"].append(msg is not None)
             self.rows["steps_to_go"].append(float(total - step))
             self.rows["episode"].append(episode_id)
+        self.frame_spans.append((first_frame, len(self.frames)))
 
     def finish(self) -> SFTData:
         if not self.episodes:
@@ -174,4 +190,5 @@ class _Builder:
             actions=np.stack(self.rows["action"]), has_action=np.asarray(self.rows["has_action"], bool),
             steps_to_go=np.asarray(self.rows["steps_to_go"], np.float32),
             episode_ids=np.asarray(self.rows["episode"], np.int64),
-            instructions=list(self.instructions), episodes=self.episodes, skipped=self.skipped)
+            instructions=list(self.instructions), episodes=self.episodes, skipped=self.skipped,
+            frame_spans=self.frame_spans)

@@ -114,3 +114,23 @@ def test_value_plot_uses_only_held_out_episodes(toy_dataset, tmp_path, capsys):
     assert main(["eval", "value", str(tmp_path / "run"), "--episodes", str(toy_dataset / trained),
                  "--out", str(tmp_path / "v2.png")]) == 2
     assert "was used to train" in capsys.readouterr().err
+
+
+def test_shared_feature_cache_encodes_each_episode_once(toy_dataset, tmp_path):
+    """Runs on overlapping demo sets (the scaling experiment) share the frozen backbone's features."""
+    import os
+
+    subset = tmp_path / "half"
+    subset.mkdir()
+    episodes = sorted(p for p in toy_dataset.iterdir() if p.is_dir())
+    for episode in episodes[:6]:
+        os.symlink(episode, subset / episode.name)
+    cache, logs = tmp_path / "features", []
+    half = SFTRun(settings(subset, tmp_path / "a", feature_cache=str(cache)), log=logs.append)
+    full = SFTRun(settings(toy_dataset, tmp_path / "b", feature_cache=str(cache)), log=logs.append)
+    assert any("0 of 6 episodes cached" in line for line in logs)
+    assert any("6 of 12 episodes cached" in line for line in logs)
+    private = SFTRun(settings(toy_dataset, tmp_path / "c"), log=lambda _: None)     # the run-folder cache
+    # the same numbers up to fp16 rounding (per-episode batches vs 128-frame batches)
+    assert torch.allclose(full.features.float(), private.features.float(), rtol=1e-2, atol=2e-2)
+    assert torch.equal(half.features, full.features[:len(half.features)])
