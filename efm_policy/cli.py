@@ -47,6 +47,10 @@ def register(subparsers) -> None:
     policy.add_argument("--first-seed", type=int, default=1_000_001, help="seeds first..first+episodes-1 (demos use 1..)")
     policy.add_argument("--sample", action="store_true", help="sample actions (temperature) instead of greedy")
     policy.add_argument("--temperature", type=float, default=1.0)
+    policy.add_argument("--max-policy-steps", type=int, default=None,
+                        help="end an episode after this many policy steps (default: the environment's limit)")
+    policy.add_argument("--workers", type=int, default=1,
+                        help="evaluate in this many processes (same results; use the machine's cores)")
     policy.add_argument("--json", default=None, help="also write the summary and every episode to this file")
     policy.set_defaults(handler=run_policy)
     evaluate.set_defaults(handler=lambda args: evaluate.print_help() or 2)
@@ -105,7 +109,7 @@ def run_policy(args) -> int:
     try:
         results = evaluate_policy(args.model_dir, args.env, args.task, args.episodes, args.first_seed,
                                   greedy=not args.sample, temperature=args.temperature, on_episode=on_episode,
-                                  log=bar.write)
+                                  max_policy_steps=args.max_policy_steps, log=bar.write, workers=args.workers)
     except (ModelDirError, ValueError) as exc:
         raise EfmUserError(str(exc)) from None
     finally:

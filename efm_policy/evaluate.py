@@ -61,7 +61,13 @@ def run_episode(runtime: PolicyRuntime, robot: SimRobot, seed: int, task_family:
 def evaluate_policy(model_dir: str, env_name: str, task_family: str = "", episodes: int = 50,
                     first_seed: int = DEFAULT_FIRST_SEED, greedy: bool = True, temperature: float = 1.0,
                     max_policy_steps: int | None = None, on_episode: Callable[[EpisodeResult], None] = lambda r: None,
-                    log: Callable[[str], None] = print) -> list[EpisodeResult]:
+                    log: Callable[[str], None] = print, workers: int = 1) -> list[EpisodeResult]:
+    """Episodes on seeds ``first_seed..``, in seed order. ``workers`` > 1 runs them in that many processes,
+    each with its own simulator and one ONNX Runtime thread: an episode depends only on its seed, so the
+    results are the same as in one process, and the physics and rendering of one use the other cores."""
+    if workers > 1 and episodes > 1:
+        return _evaluate_in_processes(model_dir, env_name, task_family, episodes, first_seed, greedy, temperature,
+                                      max_policy_steps, on_episode, workers)
     from efm_sim.registry import make_env
 
     runtime = PolicyRuntime(model_dir, log=log)
@@ -87,3 +93,49 @@ def summarize(results: list[EpisodeResult]) -> dict:
             "mean_steps_successful": float(np.mean([r.policy_steps for r in successes])) if successes else None,
             "inference_ms_mean": float(np.mean([r.mean_inference_ms for r in results])) if results else None,
             "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+_worker: tuple | None = None        # (runtime, robot) of an evaluation worker process
+
+
+def _start_worker(model_dir: str, env_name: str) -> None:
+    import os
+
+    os.environ.setdefault("EFM_ORT_THREADS", "1")
+    from efm_sim.registry import make_env
+
+    global _worker
+    runtime = PolicyRuntime(model_dir, log=lambda _m: None)
+    _worker = (runtime, SimRobot(make_env(env_name, cameras=list(runtime.config.cameras))))
+
+
+def _worker_episode(seed: int, task_family: str, greedy: bool, temperature: float,
+                    max_policy_steps: int | None) -> EpisodeResult:
+    runtime, robot = _worker
+    return run_episode(runtime, robot, seed, task_family, greedy, temperature, max_policy_steps)
+
+
+def _evaluate_in_processes(model_dir, env_name, task_family, episodes, first_seed, greedy, temperature,
+                           max_policy_steps, on_episode, workers) -> list[EpisodeResult]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from .manifest import read_manifest
+
+    from efm_sim.registry import make_env
+
+    config = read_manifest(model_dir).config       # a bad model directory fails here, not in every worker
+    env = make_env(env_name, cameras=list(config.cameras))
+    env.close()
+    if config.embodiment not in ("", env_name, env.name):
+        raise ValueError(f"{model_dir} is a {config.embodiment!r} model; it cannot drive {env_name!r}")
+    # spawn: the parent may hold ONNX Runtime and torch thread pools, which do not survive a fork
+    with ProcessPoolExecutor(min(workers, episodes), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(model_dir, env_name)) as pool:
+        futures = [pool.submit(_worker_episode, seed, task_family, greedy, temperature, max_policy_steps)
+                   for seed in range(first_seed, first_seed + episodes)]
+        results = []
+        for future in as_completed(futures):
+            results.append(future.result())
+            on_episode(results[-1])
+    return sorted(results, key=lambda r: r.seed)

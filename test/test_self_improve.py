@@ -157,6 +157,15 @@ def test_quick_run_goes_from_demos_to_a_report_with_a_tiny_model(tmp_path, monke
     uploaded = list((out / "robots" / "robot_1" / "spool" / ".uploaded").iterdir())
     assert len(uploaded) >= 2
     assert any("robots: 1 started" in line for line in logs)
+    # evaluation in worker processes gives the same episodes as in one process
+    from efm_policy.evaluate import evaluate_policy
+
+    def outcomes(workers):
+        results = evaluate_policy(str(out / "models" / "sft-0000"), "language_table", "separate", episodes=3,
+                                  max_policy_steps=4, log=lambda _m: None, workers=workers)
+        return [(r.seed, r.instruction, r.success, r.policy_steps) for r in results]
+
+    assert outcomes(2) == outcomes(1)
 
 
 def test_a_busy_evaluator_takes_the_newest_version_and_skips_older_ones(tmp_path, monkeypatch):

@@ -33,6 +33,9 @@ def register(subparsers) -> None:
             ("practice_episodes", "stop Stage 2 after this many practice episodes"),
             ("max_steps", "policy steps before a practice or evaluation episode times out"),
             ("steps_per_update", "on-policy steps of a version before each learner update"),
+            ("episodes_per_update", "> 0: update after this many episodes of a version instead"),
+            ("updates", "> 0: stop practising once this many updates are published"),
+            ("seed", "training seed of Stage 1 and the learner"),
             ("eval_episodes", "held-out scenes each version is evaluated on"),
             ("success_threshold", "success detector s in steps to go; 0 = calibrate on held-out demos"),
             ("success_streak", "success detector k: consecutive steps at or under s"),
@@ -48,7 +51,7 @@ def settings_from_args(args) -> SelfImproveSettings:
     values = dict(QUICK) if args.quick else {}
     values.update(env=args.env, task=args.task, cache=args.cache, backbone=args.backbone)
     for name in ("demos", "sft_steps", "robots", "practice_episodes", "max_steps", "steps_per_update",
-                 "eval_episodes", "success_threshold", "success_streak", "max_wall_s", "port"):
+                 "episodes_per_update", "updates", "seed", "eval_episodes", "success_threshold", "success_streak", "max_wall_s", "port"):
         value = getattr(args, name)
         if value is not None:
             values[name] = value

@@ -26,7 +26,7 @@ from .robots import write_fleet
 from .settings import EVAL_FIRST_SEED, SelfImproveSettings
 
 STAGE1_FIELDS = ("env", "task", "demos", "demo_noise", "sft_steps", "sft_batch_size", "sft_lr", "action_bins",
-                 "vision_blocks", "image_size", "backbone", "d_model", "layers")
+                 "vision_blocks", "image_size", "backbone", "d_model", "layers", "seed")
 INITIAL_VERSION = "sft-0000"
 
 
@@ -39,6 +39,7 @@ class SelfImproveRun:
         settings.save(self.out / "settings.json")
         self.started = time.monotonic()
         self._robots_paused = False
+        self._updates_published = 0
         self.facts: dict = {"command": "efm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
                             if sys.argv and sys.argv[0].endswith("efm") else "efm self-improve"}
 
@@ -68,7 +69,8 @@ class SelfImproveRun:
         bar.close()
         self.log(f"demos: {s.demos} in {directory} ({summary['skipped']} cached, {summary['recorded']} recorded)")
         self.facts["demos"] = s.demos
-        return directory
+        # the cache may hold more demos (a larger run recorded them): Stage 1 sees the first --demos of them
+        return link_demo_subset(directory, s.demos, self.out / "demos")
 
     def stage1(self, demo_dir: Path) -> Path:
         from efm_trainer.sft import SFTRun, SFTSettings
@@ -77,7 +79,8 @@ class SelfImproveRun:
         run = SFTRun(SFTSettings(data=[str(demo_dir)], out=str(self.out / "sft"), max_steps=s.sft_steps,
                                  batch_size=s.sft_batch_size, lr=s.sft_lr, action_bins=s.action_bins,
                                  vision_blocks=s.vision_blocks, image_size=s.image_size, backbone=s.backbone,
-                                 d_model=s.d_model, layers=s.layers,
+                                 d_model=s.d_model, layers=s.layers, seed=s.seed,
+                                 feature_cache=str(s.feature_cache()),
                                  eval_every=max(100, s.sft_steps // 4), checkpoint_every=max(100, s.sft_steps // 4)),
                      log=self.log)
         if run.step < s.sft_steps:
@@ -140,7 +143,8 @@ class SelfImproveRun:
             ["learner", "serve", "--run", str(run_dir), "--dir", str(learner_dir), "--initial-model", str(model_dir),
              "--host", "127.0.0.1", "--port", str(port), "--token-file", str(token_file),
              "--steps-per-update", str(s.steps_per_update), "--sgd-steps", str(s.sgd_steps),
-             "--batch-size", str(s.rl_batch_size), "--gamma", str(s.gamma)]
+             "--batch-size", str(s.rl_batch_size), "--gamma", str(s.gamma), "--seed", str(s.seed),
+             "--episodes-per-update", str(s.episodes_per_update)]
             + (["--lr", str(s.rl_lr)] if s.rl_lr > 0 else []),
             url, token, self.out / "learner.log")
         self.log(f"learner: starting on {url} (log: {learner.log_path})")
@@ -214,6 +218,8 @@ class SelfImproveRun:
             display.update(status)
             if status.get("episodes_total", 0) >= s.practice_episodes:
                 return f"{s.practice_episodes} practice episodes reached", status
+            if s.updates and self._updates_published >= s.updates:
+                return f"{s.updates} updates published", status
             if s.max_wall_s and time.monotonic() - self.started > s.max_wall_s:
                 return f"wall-time limit of {s.max_wall_s:.0f} s reached", status
 
@@ -243,6 +249,7 @@ class SelfImproveRun:
     def _submit_new_versions(self, learner, evaluator, learner_dir, status) -> dict:
         status = learner.status() if learner.running else status
         listing = learner.versions() if learner.running else {"versions": []}
+        self._updates_published = max(self._updates_published, len(listing.get("versions", [])) - 1)
         collected = status.get("episodes_per_version", {})
         practice_before = 0
         for entry in listing.get("versions", []):  # in learner order
@@ -273,6 +280,22 @@ class SelfImproveRun:
         evaluations = EvaluationLog(self.out).load()
         report = write_report(self.settings, evaluations, status, self.facts, self.out / "report")
         return report
+
+
+def link_demo_subset(pool: Path, count: int, out: Path) -> Path:
+    """``out`` holding links to the first ``count`` episodes of ``pool`` (seed order), rebuilt each time so it
+    always matches ``count``; nested subsets of one pool are what the scaling experiment compares."""
+    from efm_trainer.episodes import episode_dirs
+
+    episodes = episode_dirs(pool)[:count]
+    if len(episodes) < count:
+        raise EfmUserError(f"{pool} holds {len(episodes)} episodes, {count} are needed")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.iterdir():
+        stale.unlink()
+    for episode in episodes:
+        (out / episode.name).symlink_to(episode.resolve(), target_is_directory=True)
+    return out
 
 
 def _plain(value):

@@ -21,7 +21,8 @@ class SelfImproveSettings:
     # 30% there (something to improve on) but only 2-4% on block2block (bench/RESULTS_stage1.md).
     task: str = "separate"
     out: str = "runs/self_improve"
-    cache: str = "~/.cache/efm"               # oracle demos are kept here and shared between runs
+    cache: str = "~/.cache/efm"               # oracle demos and their backbone features, shared between runs
+    seed: int = 0                             # Stage 1 initialisation and minibatches, learner minibatches
     # Stage 1
     demos: int = 1000                         # oracle episodes ("1x" data)
     demo_noise: float = 0.2                   # oracle suboptimality, as real demonstrations are
@@ -40,6 +41,8 @@ class SelfImproveSettings:
     practice_episodes: int = 200              # stop practising after this many uploaded episodes
     max_steps: int = 100                      # policy steps before an episode times out
     steps_per_update: int = 1024              # on-policy steps of one version before a learner update
+    episodes_per_update: int = 0              # > 0: update after this many episodes instead of steps_per_update
+    updates: int = 0                          # > 0: stop practising once this many updates are published
     sgd_steps: int = 32
     rl_batch_size: int = 64
     rl_lr: float = 0.0                        # 0 = the Stage 1 optimizer's, whose Adam state Stage 2 continues
@@ -65,6 +68,8 @@ class SelfImproveSettings:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise EfmUserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.episodes_per_update < 0 or self.updates < 0:
+            raise EfmUserError("--episodes-per-update and --updates must be 0 (off) or more")
         if not 0.0 <= self.gamma <= 1.0:
             raise EfmUserError(f"--gamma must be within [0, 1], got {self.gamma}")
         if self.backbone not in ("small", "scratch"):
@@ -80,6 +85,9 @@ class SelfImproveSettings:
     def demo_dir(self) -> Path:
         name = f"demos-{self.env}-{self.task or 'any'}-noise{self.demo_noise:g}"
         return Path(self.cache).expanduser().resolve() / name
+
+    def feature_cache(self) -> Path:
+        return Path(self.cache).expanduser().resolve() / "features"
 
     def to_dict(self) -> dict:
         return asdict(self)
