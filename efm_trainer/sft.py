@@ -242,18 +242,24 @@ class SFTRun:
         missing = [i for i, path in enumerate(paths) if not path.is_file()]
         self.log(f"frozen backbone features: {len(paths) - len(missing)} of {len(paths)} episodes cached in {root}")
         if missing:
+            # the missing episodes' frames in full 128-frame batches: one batch shape, as oneDNN prepares each
+            # new shape anew (about a second each), and a per-episode batch would be a new shape every time
+            index = np.concatenate([np.arange(*self.data.frame_spans[i]) for i in missing])
             self.model.eval()
             with torch.no_grad():
-                for i in tqdm(missing, desc="frozen backbone features", unit="ep", leave=False):
-                    start, end = self.data.frame_spans[i]
-                    batches = [frames[a:min(a + 128, end)] for a in range(start, end, 128)]
-                    chunk = torch.cat([self.model.vision_features(torch.from_numpy(b).unsqueeze(1))[:, 0]
-                                       for b in batches]).half()
-                    tmp = paths[i].with_name(f"{paths[i].stem}.{os.getpid()}.tmp")
-                    with open(tmp, "wb") as handle:
-                        np.save(handle, chunk.numpy())
-                    os.replace(tmp, paths[i])
+                computed = torch.cat([
+                    self.model.vision_features(torch.from_numpy(frames[index[a:a + 128]]).unsqueeze(1))[:, 0].half()
+                    for a in tqdm(range(0, len(index), 128), desc="frozen backbone features", unit="batch",
+                                  leave=False)]).numpy()
             self.model.train()
+            offset = 0
+            for i in missing:
+                start, end = self.data.frame_spans[i]
+                tmp = paths[i].with_name(f"{paths[i].stem}.{os.getpid()}.tmp")
+                with open(tmp, "wb") as handle:
+                    np.save(handle, computed[offset:offset + end - start])
+                os.replace(tmp, paths[i])
+                offset += end - start
         return torch.from_numpy(np.concatenate([np.load(path) for path in paths]))
 
     # -- training -----------------------------------------------------------------------------
