@@ -228,7 +228,8 @@ class SFTRun:
 
     def _spans_cover_frames(self) -> bool:
         spans = self.data.frame_spans
-        return len(spans) == len(self.data.episodes) and sum(end - start for start, end in spans) == len(self.data.frames)
+        covered = sum(end - start for start, end in spans)
+        return len(spans) == len(self.data.episodes) and covered == len(self.data.frames)
 
     def _shared_features(self) -> torch.Tensor:
         """Per-episode features from ``feature_cache``; only episodes never encoded before are computed."""
@@ -238,7 +239,8 @@ class SFTRun:
         root = Path(self.settings.feature_cache).expanduser() / layout
         root.mkdir(parents=True, exist_ok=True)
         frames = self.data.frames
-        paths = [root / f"{hashlib.sha256(frames[a:b].tobytes()).hexdigest()[:32]}.npy" for a, b in self.data.frame_spans]
+        paths = [root / f"{hashlib.sha256(frames[a:b].tobytes()).hexdigest()[:32]}.npy"
+                 for a, b in self.data.frame_spans]
         missing = [i for i, path in enumerate(paths) if not path.is_file()]
         self.log(f"frozen backbone features: {len(paths) - len(missing)} of {len(paths)} episodes cached in {root}")
         if missing:

@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "efm_trainer.learner_cli",
     "efm_policy.cli",
     "efm_trainer.selfimprove.cli",
+    "efm_trainer.experiments.cli",
 )
 
 

@@ -76,10 +76,12 @@ class Evaluator:
 
     def __init__(self, log_store: EvaluationLog, env: str, task: str, episodes: int, first_seed: int,
                  max_steps: int, on_result: Callable[[VersionEvaluation], None],
-                 on_progress: Callable[[str, int, int], None] = lambda version, done, total: None) -> None:
+                 on_progress: Callable[[str, int, int], None] = lambda version, done, total: None,
+                 workers: int = 1) -> None:
         self.store, self.env, self.task = log_store, env, task
         self.episodes, self.first_seed, self.max_steps = episodes, first_seed, max_steps
         self.on_result, self.on_progress = on_result, on_progress
+        self.workers = workers
         self.results = log_store.load()
         self._pending: dict[str, tuple[Path, int]] = {}   # version -> (model dir, practice episodes before it)
         self._busy_with: str | None = None
@@ -132,7 +134,8 @@ class Evaluator:
             try:
                 results = evaluate_policy(
                     str(model_dir), self.env, self.task, episodes=self.episodes, first_seed=self.first_seed,
-                    greedy=True, max_policy_steps=self.max_steps, log=lambda _m: None, on_episode=progress)
+                    greedy=True, max_policy_steps=self.max_steps, log=lambda _m: None, on_episode=progress,
+                    workers=self.workers)
             except Exception as exc:  # reported by the run; the robots keep practising meanwhile
                 self.error = f"evaluating {version} ({model_dir}) failed: {type(exc).__name__}: {exc}"
                 self._busy_with = None
