@@ -87,3 +87,29 @@ def test_scaling_runs_every_arm_writes_its_report_and_resumes_without_redoing(tm
     logs.clear()
     scaling.run_scaling(config, tmp_path / "exp", log=logs.append)
     assert not any("starting" in line for line in logs)
+
+
+def test_overoptimisation_evaluates_every_version_twice_and_judges_the_rules(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from efm_trainer.experiments import overoptimisation
+
+    original = overoptimisation.OveroptimisationConfig.settings
+
+    def tiny(self):
+        return dataclasses.replace(original(self), image_size=(32, 48), d_model=32, layers=1, vision_blocks=5,
+                                   sft_batch_size=4, sgd_steps=1, rl_batch_size=4, success_threshold=0.001)
+
+    monkeypatch.setattr(overoptimisation.OveroptimisationConfig, "settings", tiny)
+    config = overoptimisation.OveroptimisationConfig(demos=10, sft_steps=2, episodes_per_update=1, updates=2,
+                                                     eval_episodes=2, eval_workers=1, max_steps=4, robots=1,
+                                                     cache=str(tmp_path / "cache"))
+    text = overoptimisation.run_overoptimisation(config, tmp_path / "exp", log=lambda _m: None).read_text()
+    table = [line for line in text.splitlines() if line.startswith(("| sft-0000", "| rl-000"))]
+    assert [line.split("|")[1].strip() for line in table] == ["sft-0000", "rl-0001", "rl-0002"]
+    # the simulator's truth travels with each practice episode: 'truth on practice' is measured
+    assert all(line.split("|")[7].strip() != "n/a" for line in table[:2])
+    for rule in ("ground_truth_eval", "detector", "labels", "false_alarm_stop"):
+        assert f"| {rule} |" in text
+    seeds = {line.split(",")[6] for line in (tmp_path / "exp" / "report" / "results.csv").read_text().splitlines()[1:]}
+    assert seeds == {"1000001", "1000002", "1100001", "1100002"}
+    assert (tmp_path / "exp" / "report" / "detector_vs_truth.png").is_file()

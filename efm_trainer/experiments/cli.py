@@ -41,6 +41,24 @@ def register(subparsers) -> None:
     pretraining.add_argument("--image-size", type=int, nargs=2, default=[48, 80], metavar=("H", "W"))
     pretraining.add_argument("--vision-blocks", type=int, default=5, choices=(5, 8, 11))
     pretraining.set_defaults(handler=run_pretraining)
+    over = commands.add_parser(
+        "overoptimisation", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="Stage 2 past its peak: ground truth, detector precision/recall, and which version rules keep",
+        description="One efm self-improve run with many updates; every version evaluated on two disjoint "
+                    "held-out sets (A: what the learner's best rule sees, B: what judges the rules); the success "
+                    "detector scored against the simulator's truth recorded with every practice episode; "
+                    "selection rules that need no ground truth (detector alone, occasional human labels, a "
+                    "false-alarm stop) compared with the best-by-evaluation rule. " + RESUME)
+    _common(over, "runs/experiments/overoptimisation")
+    over.add_argument("--demos", type=int, default=100, help="Stage 1 demos")
+    over.add_argument("--seed", type=int, default=0, help="training seed")
+    over.add_argument("--sft-steps", type=int, default=1000, help="Stage 1 optimizer steps")
+    over.add_argument("--updates", type=int, default=10, help="learner updates (versions after Stage 1)")
+    over.add_argument("--episodes-per-update", type=int, default=10, help="practice episodes per update")
+    over.add_argument("--rl-lr", type=float, default=0.0, help="Stage 2 learning rate (0 = Stage 1's)")
+    over.add_argument("--label-every", type=int, default=4,
+                      help="one practice episode in this many gets a simulated human label")
+    over.set_defaults(handler=run_overoptimisation)
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
 
 
@@ -84,6 +102,21 @@ def run_pretraining(args) -> int:
                                vision_blocks=args.vision_blocks, eval_episodes=args.eval_episodes,
                                eval_workers=args.eval_workers, max_steps=args.max_steps, robots=args.robots,
                                cache=args.cache)
+    report = run(config, args.out)
+    print(f"report: {report}\n")
+    print(report.read_text())
+    return 0
+
+
+def run_overoptimisation(args) -> int:
+    from .overoptimisation import OveroptimisationConfig, run_overoptimisation as run
+
+    _handle_signals()
+    config = OveroptimisationConfig(env=args.env, task=args.task, demos=args.demos, seed=args.seed,
+                                    sft_steps=args.sft_steps, episodes_per_update=args.episodes_per_update,
+                                    updates=args.updates, rl_lr=args.rl_lr, eval_episodes=args.eval_episodes,
+                                    eval_workers=args.eval_workers, label_every=args.label_every,
+                                    max_steps=args.max_steps, robots=args.robots, cache=args.cache)
     report = run(config, args.out)
     print(f"report: {report}\n")
     print(report.read_text())
