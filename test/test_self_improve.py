@@ -168,7 +168,9 @@ def test_quick_run_goes_from_demos_to_a_report_with_a_tiny_model(tmp_path, monke
     assert outcomes(2) == outcomes(1)
 
 
-def test_a_busy_evaluator_takes_the_newest_version_and_skips_older_ones(tmp_path, monkeypatch):
+@pytest.mark.parametrize("every_version", [False, True])
+def test_a_busy_evaluator_takes_the_newest_version_and_skips_older_ones(tmp_path, monkeypatch, every_version):
+    """... unless told to evaluate every version (experiments), which it then does oldest first."""
     import threading
 
     import efm_policy.evaluate as evaluate
@@ -178,7 +180,7 @@ def test_a_busy_evaluator_takes_the_newest_version_and_skips_older_ones(tmp_path
     release = threading.Event()
     evaluated = []
 
-    def fake_evaluate(model_dir, env, task, episodes, first_seed, greedy, max_policy_steps, log, on_episode):
+    def fake_evaluate(model_dir, env, task, episodes, first_seed, greedy, max_policy_steps, log, on_episode, workers):
         evaluated.append(Path(model_dir).name)
         if len(evaluated) == 1:
             release.wait(30)      # the first evaluation is slow: three versions arrive meanwhile
@@ -189,7 +191,8 @@ def test_a_busy_evaluator_takes_the_newest_version_and_skips_older_ones(tmp_path
 
     monkeypatch.setattr(evaluate, "evaluate_policy", fake_evaluate)
     done = []
-    evaluator = Evaluator(EvaluationLog(tmp_path), "toy", "", 4, EVAL_FIRST_SEED, 10, on_result=done.append)
+    evaluator = Evaluator(EvaluationLog(tmp_path), "toy", "", 4, EVAL_FIRST_SEED, 10, on_result=done.append,
+                          every_version=every_version)
     evaluator.submit("sft-0000", tmp_path / "sft-0000", 0)
     while not evaluated:
         threading.Event().wait(0.01)
@@ -198,6 +201,10 @@ def test_a_busy_evaluator_takes_the_newest_version_and_skips_older_ones(tmp_path
     evaluator.submit("sft-0000", tmp_path / "sft-0000", 0)      # evaluated or running: never twice
     release.set()
     assert evaluator.wait(30)
+    if every_version:
+        assert evaluated == ["sft-0000", "rl-0001", "rl-0002", "rl-0003"] and not evaluator.skipped
+        assert sorted(EvaluationLog(tmp_path).load()) == ["rl-0001", "rl-0002", "rl-0003", "sft-0000"]
+        return
     assert evaluated == ["sft-0000", "rl-0003"]
     assert evaluator.skipped == ["rl-0001", "rl-0002"]
     assert [e.version for e in done] == ["sft-0000", "rl-0003"] and done[1].successes == 2

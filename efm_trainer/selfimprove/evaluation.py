@@ -77,11 +77,12 @@ class Evaluator:
     def __init__(self, log_store: EvaluationLog, env: str, task: str, episodes: int, first_seed: int,
                  max_steps: int, on_result: Callable[[VersionEvaluation], None],
                  on_progress: Callable[[str, int, int], None] = lambda version, done, total: None,
-                 workers: int = 1) -> None:
+                 workers: int = 1, every_version: bool = False) -> None:
         self.store, self.env, self.task = log_store, env, task
         self.episodes, self.first_seed, self.max_steps = episodes, first_seed, max_steps
         self.on_result, self.on_progress = on_result, on_progress
         self.workers = workers
+        self.every_version = every_version      # experiments: evaluate all, oldest first, never skip
         self.results = log_store.load()
         self._pending: dict[str, tuple[Path, int]] = {}   # version -> (model dir, practice episodes before it)
         self._busy_with: str | None = None
@@ -112,10 +113,14 @@ class Evaluator:
         with self._wake:
             while not self._pending:
                 self._wake.wait()
-            version = max(self._pending, key=lambda v: (self._pending[v][1], v))
-            model_dir, practice = self._pending.pop(version)
-            self.skipped += sorted(self._pending)
-            self._pending.clear()
+            if self.every_version:
+                version = min(self._pending, key=lambda v: (self._pending[v][1], v))
+                model_dir, practice = self._pending.pop(version)
+            else:
+                version = max(self._pending, key=lambda v: (self._pending[v][1], v))
+                model_dir, practice = self._pending.pop(version)
+                self.skipped += sorted(self._pending)
+                self._pending.clear()
             self._busy_with = version
             return version, model_dir, practice
 

@@ -163,7 +163,8 @@ class SelfImproveRun:
         display = ProgressDisplay(s.practice_episodes)
         evaluator = Evaluator(EvaluationLog(self.out), s.env, s.task, s.eval_episodes, EVAL_FIRST_SEED, s.max_steps,
                               on_result=lambda e: self._on_evaluation(learner, e, display),
-                              on_progress=display.evaluating, workers=s.eval_workers)
+                              on_progress=display.evaluating, workers=s.eval_workers,
+                              every_version=s.evaluate_every_version)
         evaluator.submit(INITIAL_VERSION, model_dir, 0)
         for robot in robots:
             robot.start()

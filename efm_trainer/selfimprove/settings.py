@@ -58,6 +58,7 @@ class SelfImproveSettings:
     # evaluation (ground truth, held-out seeds, greedy actions)
     eval_episodes: int = 50
     eval_workers: int = 1                     # evaluation processes; more once practice no longer needs the cores
+    evaluate_every_version: bool = False      # experiments: no version skipped when the evaluator falls behind
     port: int = 0                             # learner port; 0 = a free one
     max_wall_s: float = 0.0                   # stop practice after this long; 0 = no limit
     quick: bool = False
