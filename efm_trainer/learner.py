@@ -85,16 +85,18 @@ class LearnerSettings:
     # > 0: update after this many episodes of the current version instead (experiments that count practice
     # in episodes, e.g. "10% of the demos"); steps_per_update is then not used
     episodes_per_update: int = 0
-    sgd_steps: int = 32             # minibatch steps per update (paper: 32 x 64)
+    sgd_steps: int = 32             # minibatch steps per update (paper: 32 x 64); 0 = one pass over its samples
     batch_size: int = 64
     lr: float | None = None         # None: the learning rate in the Stage 1 optimizer state
     gamma: float = GAMMA
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps_per_update", "sgd_steps", "batch_size"):
+        for name in ("steps_per_update", "batch_size"):
             if getattr(self, name) < 1:
                 raise LearnerError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.sgd_steps < 0:
+            raise LearnerError(f"sgd_steps must be >= 0 (0 = one pass over the update's samples), got {self.sgd_steps}")
         if self.episodes_per_update < 0:
             raise LearnerError(f"episodes_per_update must be >= 0, got {self.episodes_per_update}")
         if not 0.0 <= self.gamma <= 1.0:
@@ -414,6 +416,14 @@ class Learner:
             return len(pending) >= self.settings.episodes_per_update
         return sum(self.records[e]["steps"] for e in pending) >= self.settings.steps_per_update
 
+    def _sgd_steps(self, episodes: list[str]) -> int:
+        """The setting, or with 0 one pass over the update's actions, as the paper's 32 x 64 over 2048 steps: an
+        update counted in episodes has fewer samples, and several passes over them overfit the little data."""
+        if self.settings.sgd_steps:
+            return self.settings.sgd_steps
+        steps = sum(self.records[e]["steps"] for e in episodes)
+        return max(1, -(-steps // self.settings.batch_size))
+
     def _maybe_start_update(self) -> None:
         """Under the lock: plan an update when the current version has collected enough steps."""
         if self._thread is not None or self.state["pending_update"]:
@@ -427,7 +437,7 @@ class Learner:
             "version": version, "parent": self.current,
             "parent_checkpoint": str(self.dir / "checkpoints" / f"{self.current}.pt"),
             "episodes": pending, "episode_dirs": [str(self.dir / "episodes" / e) for e in pending],
-            "learner_step": self.state["learner_step"], "sgd_steps": settings.sgd_steps,
+            "learner_step": self.state["learner_step"], "sgd_steps": self._sgd_steps(pending),
             "batch_size": settings.batch_size, "gamma": settings.gamma, "seed": settings.seed, "lr": settings.lr}
         self.state["next_version"] += 1
         self._save_state()

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     serve.add_argument("--episodes-per-update", type=int, default=0,
                        help="update after this many episodes of the current version instead of "
                             "--steps-per-update (0 = count steps)")
-    serve.add_argument("--sgd-steps", type=int, default=32, help="minibatch steps per update")
+    serve.add_argument("--sgd-steps", type=int, default=32,
+                       help="minibatch steps per update (0 = one pass over the update's actions)")
     serve.add_argument("--batch-size", type=int, default=64)
     serve.add_argument("--lr", type=float, default=None, help="learning rate (default: the Stage 1 optimizer's)")
     serve.add_argument("--gamma", type=float, default=0.9, help="discount of the REINFORCE returns")

@@ -246,3 +246,11 @@ def test_episodes_per_update_counts_episodes_not_steps(stage1, tmp_path):
     upload(learner, "a-3", "sft-0000", GOOD, [1.0] * 3, seed=3)
     assert learner.wait_idle(120) and learner.current == "rl-0001"
     assert learner.list_versions()["versions"][1]["trained_on_episodes"] == 3
+
+
+def test_sgd_steps_zero_makes_one_pass_over_the_update(stage1, tmp_path):
+    learner = make_learner(tmp_path / "learner", stage1, sgd_steps=0, batch_size=4)
+    upload_update_batch(learner, "sft-0000", "a")        # 6 steps, minibatches of 4: two steps
+    assert learner.wait_idle(120) and learner.current == "rl-0001"
+    metrics = json.loads((Path(learner.dir) / "metrics.jsonl").read_text().splitlines()[0])
+    assert metrics["sgd_steps"] == 2 and learner.status()["learner_step"] == 2

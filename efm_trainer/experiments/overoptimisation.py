@@ -52,7 +52,7 @@ class OveroptimisationConfig:
         return SelfImproveSettings(
             env=self.env, task=self.task, cache=self.cache, seed=self.seed, demos=self.demos,
             sft_steps=self.sft_steps, robots=self.robots, max_steps=self.max_steps, eval_episodes=self.eval_episodes,
-            eval_workers=self.eval_workers, evaluate_every_version=True,
+            eval_workers=self.eval_workers, evaluate_every_version=True, sgd_steps=0,
             episodes_per_update=self.episodes_per_update, updates=self.updates,
             rl_lr=self.rl_lr, practice_episodes=10 * self.updates * self.episodes_per_update)
 

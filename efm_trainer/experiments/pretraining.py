@@ -57,7 +57,8 @@ class PretrainingConfig:
             env=self.env, task=self.task, cache=self.cache, seed=seed, demos=self.demos, sft_steps=self.sft_steps,
             sft_batch_size=self.sft_batch_size, image_size=self.image_size, vision_blocks=self.vision_blocks,
             backbone=backbone, robots=self.robots, max_steps=self.max_steps, eval_episodes=self.eval_episodes,
-            episodes_per_update=per_update, updates=2, eval_workers=self.eval_workers, evaluate_every_version=True,
+            episodes_per_update=per_update, updates=2, eval_workers=self.eval_workers,
+            evaluate_every_version=True, sgd_steps=0,
             practice_episodes=20 * per_update)
 
 

@@ -60,7 +60,7 @@ class ScalingConfig:
             env=self.env, task=self.task, cache=self.cache, seed=seed, demos=self.unit, sft_steps=self.sft_steps,
             robots=self.robots, max_steps=self.max_steps, eval_episodes=self.eval_episodes,
             episodes_per_update=self.episodes_per_update, updates=2, eval_workers=self.eval_workers,
-            evaluate_every_version=True,
+            evaluate_every_version=True, sgd_steps=0,
             practice_episodes=20 * self.episodes_per_update)   # a bound; the run stops after its two updates
 
 

@@ -43,7 +43,7 @@ class SelfImproveSettings:
     steps_per_update: int = 1024              # on-policy steps of one version before a learner update
     episodes_per_update: int = 0              # > 0: update after this many episodes instead of steps_per_update
     updates: int = 0                          # > 0: stop practising once this many updates are published
-    sgd_steps: int = 32
+    sgd_steps: int = 32                       # per update; 0 = one pass over the update's actions
     rl_batch_size: int = 64
     rl_lr: float = 0.0                        # 0 = the Stage 1 optimizer's, whose Adam state Stage 2 continues
     gamma: float = 0.9
@@ -66,10 +66,12 @@ class SelfImproveSettings:
     def __post_init__(self) -> None:
         self.image_size = tuple(self.image_size)
         positive = ("demos", "sft_steps", "sft_batch_size", "robots", "practice_episodes", "max_steps",
-                    "steps_per_update", "sgd_steps", "rl_batch_size", "eval_episodes", "success_streak")
+                    "steps_per_update", "rl_batch_size", "eval_episodes", "success_streak")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise EfmUserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.sgd_steps < 0:
+            raise EfmUserError(f"--sgd-steps must be 0 (one pass) or more, got {self.sgd_steps}")
         if self.episodes_per_update < 0 or self.updates < 0:
             raise EfmUserError("--episodes-per-update and --updates must be 0 (off) or more")
         if not 0.0 <= self.gamma <= 1.0:
