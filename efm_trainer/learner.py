@@ -90,6 +90,9 @@ class LearnerSettings:
     lr: float | None = None         # None: the learning rate in the Stage 1 optimizer state
     gamma: float = GAMMA
     seed: int = 0
+    # keep Stage 1's Adam momentum into the first update (the paper carries the whole state); by default its
+    # first moment starts at zero there (see UpdatePlan.reset_momentum)
+    keep_stage1_momentum: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps_per_update", "batch_size"):
@@ -438,7 +441,8 @@ class Learner:
             "parent_checkpoint": str(self.dir / "checkpoints" / f"{self.current}.pt"),
             "episodes": pending, "episode_dirs": [str(self.dir / "episodes" / e) for e in pending],
             "learner_step": self.state["learner_step"], "sgd_steps": self._sgd_steps(pending),
-            "batch_size": settings.batch_size, "gamma": settings.gamma, "seed": settings.seed, "lr": settings.lr}
+            "batch_size": settings.batch_size, "gamma": settings.gamma, "seed": settings.seed, "lr": settings.lr,
+            "reset_momentum": not settings.keep_stage1_momentum and self.current == self.versions[0]["version"]}
         self.state["next_version"] += 1
         self._save_state()
         self._start_update()

@@ -34,6 +34,9 @@ def register(subparsers) -> None:
                        help="minibatch steps per update (0 = one pass over the update's actions)")
     serve.add_argument("--batch-size", type=int, default=64)
     serve.add_argument("--lr", type=float, default=None, help="learning rate (default: the Stage 1 optimizer's)")
+    serve.add_argument("--keep-stage1-momentum", action="store_true",
+                       help="carry Stage 1's Adam momentum into the first update too (default: only its second "
+                            "moment; the momentum follows the imitation loss and drowns the first REINFORCE update)")
     serve.add_argument("--gamma", type=float, default=0.9, help="discount of the REINFORCE returns")
     serve.add_argument("--seed", type=int, default=0)
     serve.set_defaults(handler=run_serve)
@@ -80,7 +83,8 @@ def run_serve(args) -> int:
             settings = LearnerSettings(dir=args.dir, run=args.run, initial_model=args.initial_model,
                                        steps_per_update=args.steps_per_update,
                                        episodes_per_update=args.episodes_per_update, sgd_steps=args.sgd_steps,
-                                       batch_size=args.batch_size, lr=args.lr, gamma=args.gamma, seed=args.seed)
+                                       batch_size=args.batch_size, lr=args.lr, gamma=args.gamma, seed=args.seed,
+                                       keep_stage1_momentum=args.keep_stage1_momentum)
             learner = Learner(settings, distributed=distributed)
             token, token_path = load_or_create_token(args.token_file, args.dir)
         except (LearnerError, ValueError, FileNotFoundError) as exc:

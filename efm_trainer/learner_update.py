@@ -47,6 +47,11 @@ class UpdatePlan:
     gamma: float
     seed: int
     lr: float | None = None         # None: the learning rate carried in the checkpoint's optimizer state
+    # Start Adam's first moment at zero (its second moment and step count are kept). Set for the first update
+    # after Stage 1: Stage 1's momentum points along the imitation loss, and at Stage 1's learning rate it moved
+    # every practice action's log pi by about -0.45 nats in an update of ~700 samples, drowning the REINFORCE
+    # gradient (bench/RESULTS_experiments.md); the second moment keeps the step sizes Stage 1 ended with.
+    reset_momentum: bool = False
     instruction_embeddings: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -154,12 +159,17 @@ def minibatch_order(plan: UpdatePlan, samples: int) -> np.ndarray:
     return order.reshape(plan.sgd_steps, plan.batch_size)
 
 
-def build_optimizer(model: EFMPolicy, state: dict, lr: float | None) -> torch.optim.Optimizer:
+def build_optimizer(model: EFMPolicy, state: dict, lr: float | None,
+                    reset_momentum: bool = False) -> torch.optim.Optimizer:
     """Adam over the trainable weights, continuing the checkpoint's state (Stage 1's, then each update's)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=lr if lr is not None else 3e-4, eps=1e-7)
     if state.get("optimizer"):
         optimizer.load_state_dict(state["optimizer"])
+        if reset_momentum:
+            for moments in optimizer.state.values():
+                if "exp_avg" in moments:
+                    moments["exp_avg"].zero_()
     if lr is not None:
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -185,7 +195,7 @@ def run_update(plan: UpdatePlan, distributed: Distributed | None = None,
     model.to(device)
     # eval(): no dropout, so the gradient is that of the policy the robots ran (log pi as sampled)
     model.eval()
-    optimizer = build_optimizer(model, state, plan.lr)
+    optimizer = build_optimizer(model, state, plan.lr, plan.reset_momentum)
     samples = load_samples(plan, model)
     loaded = time.perf_counter()
     cached = model.vision_frozen

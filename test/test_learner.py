@@ -254,3 +254,30 @@ def test_sgd_steps_zero_makes_one_pass_over_the_update(stage1, tmp_path):
     assert learner.wait_idle(120) and learner.current == "rl-0001"
     metrics = json.loads((Path(learner.dir) / "metrics.jsonl").read_text().splitlines()[0])
     assert metrics["sgd_steps"] == 2 and learner.status()["learner_step"] == 2
+
+
+def test_the_first_update_starts_adam_momentum_at_zero_and_keeps_its_scale(stage1, tmp_path):
+    """Stage 1's momentum follows the imitation loss; Stage 2 keeps only Adam's second moment and step."""
+    import torch
+
+    from efm_policy.model import load_policy
+    from efm_trainer.learner_update import build_optimizer
+
+    model, _ = load_policy(stage1.run / "checkpoint.pt")
+    warm = build_optimizer(model, {}, 1e-3)
+    for parameter in warm.param_groups[0]["params"]:
+        parameter.grad = torch.ones_like(parameter)
+    warm.step()
+    state = {"optimizer": warm.state_dict()}
+    for reset in (False, True):
+        optimizer = build_optimizer(model, state, None, reset_momentum=reset)
+        moments = [optimizer.state[p] for p in optimizer.param_groups[0]["params"]]
+        assert all(bool(m["exp_avg"].abs().sum() == 0) == reset for m in moments)
+        assert all(bool(m["exp_avg_sq"].abs().sum() > 0) and float(m["step"]) == 1 for m in moments)
+
+    learner = make_learner(tmp_path / "learner", stage1, steps_per_update=1000)
+    plans = []
+    learner._start_update = lambda: plans.append(dict(learner.state["pending_update"]))
+    learner.settings.steps_per_update = 6
+    upload_update_batch(learner, "sft-0000", "a")
+    assert plans and plans[0]["reset_momentum"] is True       # the parent is the Stage 1 version
