@@ -113,3 +113,26 @@ def test_overoptimisation_evaluates_every_version_twice_and_judges_the_rules(tmp
     seeds = {line.split(",")[6] for line in (tmp_path / "exp" / "report" / "results.csv").read_text().splitlines()[1:]}
     assert seeds == {"1000001", "1000002", "1100001", "1100002"}
     assert (tmp_path / "exp" / "report" / "detector_vs_truth.png").is_file()
+
+
+def test_pretraining_compares_small_and_scratch_through_the_same_pipeline(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from efm_trainer.experiments import pretraining
+
+    original = pretraining.PretrainingConfig.settings
+
+    def tiny(self, backbone, seed):
+        return dataclasses.replace(original(self, backbone, seed), image_size=(32, 48), d_model=32, layers=1,
+                                   sft_batch_size=4, sgd_steps=1, rl_batch_size=4, success_threshold=0.001)
+
+    monkeypatch.setattr(pretraining.PretrainingConfig, "settings", tiny)
+    config = pretraining.PretrainingConfig(demos=10, sft_steps=2, eval_episodes=2, eval_workers=1, max_steps=4,
+                                           robots=1, cache=str(tmp_path / "cache"))
+    text = pretraining.run_pretraining(config, tmp_path / "exp", log=lambda _m: None).read_text()
+    for backbone in ("small", "scratch"):
+        for stage in ("Stage 1", "+ 10%", "+ 20%"):
+            assert f"| {backbone} {stage} | " in text and f"| {backbone} {stage} | not run" not in text
+        settings = json.loads((tmp_path / "exp" / "arms" / f"{backbone}-seed0" / "run" / "settings.json").read_text())
+        assert settings["backbone"] == backbone and settings["image_size"] == [32, 48]
+    assert "| small Stage 1 - scratch Stage 1 |" in text
+    assert text.count("| small-seed0 |") + text.count("| scratch-seed0 |") == 2     # reward model rows

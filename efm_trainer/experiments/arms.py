@@ -57,6 +57,7 @@ def self_improve_arm(exp: ExperimentDir, arm: str, settings: SelfImproveSettings
     names = {group: f"{arm}-{version}" for group, version in versions.items()}
     done = [exp.result(name) for name in names.values()]
     if all(done):
+        progress.skip(arm)
         return done
     progress.start(arm)
     run_settings = dataclasses.replace(settings, out=str(exp.arm_dir(arm) / "run"))

@@ -84,6 +84,13 @@ class ExperimentDir:
             row["success"] = int(row["success"])
         return rows
 
+    def start_report(self) -> Path:
+        """``OUT/report/`` with ``results.csv``: every evaluation episode of every finished arm."""
+        report = self.root / "report"
+        report.mkdir(exist_ok=True)
+        self.write_results_csv(report / "results.csv")
+        return report
+
     def write_results_csv(self, path: Path) -> None:
         rows = self.episodes()
         with open(path, "w", newline="") as handle:

@@ -68,8 +68,6 @@ def run_overoptimisation(config: OveroptimisationConfig, out: str | Path, log=pr
     plan = [("self-improve", 90.0 * config.updates + 200.0)] + [(f"confirm-{v}", 30.0) for v in versions]
     progress = Progress(plan, log=log)
     try:
-        if all(exp.result(f"self-improve-{v}") for v in versions):
-            progress.skip("self-improve")
         self_improve_arm(exp, "self-improve", config.settings(), {v: v for v in versions}, progress)
         run_dir = exp.root / "arms" / "self-improve" / "run"
         for version in versions:
@@ -95,9 +93,7 @@ def run_overoptimisation(config: OveroptimisationConfig, out: str | Path, log=pr
 
 
 def write_overoptimisation_report(exp: ExperimentDir, config: OveroptimisationConfig) -> Path:
-    report = exp.root / "report"
-    report.mkdir(exist_ok=True)
-    exp.write_results_csv(report / "results.csv")
+    report = exp.start_report()
     run_dir = exp.root / "arms" / "self-improve" / "run"
     signals = run_signals(run_dir, label_every=config.label_every)
     set_a = {v: exp.result(f"self-improve-{v}") for v in config.versions()}
@@ -177,15 +173,8 @@ def _plots(signals, set_a, set_b, stop, report: Path) -> None:
     if stop in names:
         ax.axvline(names.index(stop), color="grey", ls=":", lw=1)
         ax.annotate("false-alarm stop", (names.index(stop), 95), fontsize=7)
-    ax.set_xticks(xs, names, rotation=45, fontsize=7)
-    ax.set_ylabel("ground-truth success (%)")
-    ax.set_ylim(-2, 102)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("ground truth as Stage 2 goes on (95% Wilson)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(report / "ground_truth_vs_updates.png")
-    plt.close(fig)
+    _save(fig, ax, names, "ground-truth success (%)", "ground truth as Stage 2 goes on (95% Wilson)",
+          report / "ground_truth_vs_updates.png")
 
     fig, ax = plt.subplots(figsize=(7.0, 4.0), dpi=120)
     for field, label, marker in (("precision", "detector precision", "o-"), ("recall", "detector recall", "s-"),
@@ -194,12 +183,19 @@ def _plots(signals, set_a, set_b, stop, report: Path) -> None:
         points = [(x, 100 * getattr(s, field)) for x, s in zip(xs, signals) if getattr(s, field) is not None]
         if points:
             ax.plot(*zip(*points), marker, label=label)
-    ax.set_xticks(xs, names, rotation=45, fontsize=7)
-    ax.set_ylabel("%")
+    _save(fig, ax, names, "%", "success detector against the simulator's truth, per version (practice episodes)",
+          report / "detector_vs_truth.png")
+
+
+def _save(fig, ax, versions: list[str], ylabel: str, title: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_xticks(range(len(versions)), versions, rotation=45, fontsize=7)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title("success detector against the simulator's truth, per version (practice episodes)", fontsize=9)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(report / "detector_vs_truth.png")
+    fig.savefig(path)
     plt.close(fig)

@@ -73,11 +73,8 @@ def run_pretraining(config: PretrainingConfig, out: str | Path, log=print) -> Pa
     try:
         for seed in range(config.seeds):
             for backbone in BACKBONES:
-                arm = f"{backbone}-seed{seed}"
-                if all(exp.result(f"{arm}-{v}") for v in VERSIONS):
-                    progress.skip(arm)
                 versions = {group(backbone, stage): v for stage, v in zip(STAGES, VERSIONS)}
-                self_improve_arm(exp, arm, config.settings(backbone, seed), versions, progress)
+                self_improve_arm(exp, f"{backbone}-seed{seed}", config.settings(backbone, seed), versions, progress)
     finally:
         progress.close()
     return write_pretraining_report(exp, config)
@@ -100,9 +97,7 @@ def reward_model_quality(run_dir: Path) -> dict:
 
 
 def write_pretraining_report(exp: ExperimentDir, config: PretrainingConfig) -> Path:
-    report = exp.root / "report"
-    report.mkdir(exist_ok=True)
-    exp.write_results_csv(report / "results.csv")
+    report = exp.start_report()
     rows = exp.episodes()
     groups = [group(b, s) for b in BACKBONES for s in STAGES]
     by_group = {g: [r for r in rows if r["group"] == g] for g in groups}

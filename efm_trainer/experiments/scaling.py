@@ -88,11 +88,8 @@ def run_scaling(config: ScalingConfig, out: str | Path, log=print) -> Path:
                      workers=pool_settings.demo_workers)
         for seed in range(config.seeds):
             settings = config.base_settings(seed)
-            si = f"self-improve-seed{seed}"
-            if all(exp.result(f"{si}-{v}") for v in (INITIAL_VERSION, "rl-0001", "rl-0002")):
-                progress.skip(si)
-            self_improve_arm(exp, si, settings, dict(zip(names[:3], (INITIAL_VERSION, "rl-0001", "rl-0002"))),
-                             progress)
+            self_improve_arm(exp, f"self-improve-seed{seed}", settings,
+                             dict(zip(names[:3], (INITIAL_VERSION, "rl-0001", "rl-0002"))), progress)
             for multiple, group in zip(config.multiples, names[3:]):
                 arm = f"stage1-{multiple}x-seed{seed}"
                 if exp.result(arm):
@@ -106,9 +103,7 @@ def run_scaling(config: ScalingConfig, out: str | Path, log=print) -> Path:
 
 
 def write_scaling_report(exp: ExperimentDir, config: ScalingConfig) -> Path:
-    report = exp.root / "report"
-    report.mkdir(exist_ok=True)
-    exp.write_results_csv(report / "results.csv")
+    report = exp.start_report()
     rows = exp.episodes()
     names = groups(config)
     by_group = {g: [r for r in rows if r["group"] == g] for g in names}
