@@ -24,7 +24,9 @@ def register(subparsers) -> None:
     scaling.add_argument("--practice-fraction", type=float, default=0.1,
                          help="practice episodes per learner update, as a fraction of 1x (two updates)")
     scaling.add_argument("--seeds", type=int, default=3, help="training seeds")
-    scaling.add_argument("--sft-steps", type=int, default=1000, help="Stage 1 optimizer steps of every arm")
+    scaling.add_argument("--sft-steps", type=int, default=1000,
+                         help="Stage 1 optimizer steps at 1x and 2x; from 2x on they grow with the demos (x m/2)")
+    scaling.add_argument("--sft-max-steps", type=int, default=3000, help="the most Stage 1 steps of any arm")
     scaling.set_defaults(handler=run_scaling)
     pretraining = commands.add_parser(
         "pretraining", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -86,7 +88,8 @@ def run_scaling(args) -> int:
     config = ScalingConfig(env=args.env, task=args.task, unit=args.unit, multiples=tuple(args.multiples),
                            practice_fraction=args.practice_fraction, seeds=args.seeds,
                            eval_episodes=args.eval_episodes, eval_workers=args.eval_workers, max_steps=args.max_steps,
-                           sft_steps=args.sft_steps, robots=args.robots, cache=args.cache)
+                           sft_steps=args.sft_steps, sft_max_steps=args.sft_max_steps, robots=args.robots,
+                           cache=args.cache)
     report = run(config, args.out)
     print(f"report: {report}\n")
     print(report.read_text())

@@ -24,7 +24,7 @@ from .arms import self_improve_arm, stage1_arm
 from .common import ExperimentDir, Progress, paired_difference, percent, summarise
 
 # seconds per arm on the 2-core development machine, for the time-left estimate only
-ESTIMATE_S = {"stage1_per_100_demos": 25.0, "stage1_fixed": 110.0, "self_improve": 300.0}
+ESTIMATE_S = {"stage1_per_100_demos": 10.0, "stage1_fixed": 40.0, "self_improve": 300.0}
 
 
 @dataclasses.dataclass
@@ -38,7 +38,8 @@ class ScalingConfig:
     eval_episodes: int = 50
     eval_workers: int = 2
     max_steps: int = 100                  # policy steps of a practice or evaluation episode
-    sft_steps: int = 1000
+    sft_steps: int = 1000                 # Stage 1 steps at 1x and 2x ...
+    sft_max_steps: int = 3000             # ... growing with the demos beyond (steps x m / 2), up to this
     robots: int = 2
     cache: str = "~/.cache/efm"
 
@@ -54,6 +55,11 @@ class ScalingConfig:
     @property
     def episodes_per_update(self) -> int:
         return max(1, round(self.unit * self.practice_fraction))
+
+    def stage1_steps(self, multiple: int) -> int:
+        """A fixed step count would leave 8x undertrained (14 passes over 8x at 3,000 steps against 37 over 1x at
+        1,000): from 2x on, steps grow with the data, capped at the Stage 1 recipe's 3,000."""
+        return min(self.sft_max_steps, max(self.sft_steps, round(self.sft_steps * multiple / 2)))
 
     def base_settings(self, seed: int) -> SelfImproveSettings:
         return SelfImproveSettings(
@@ -78,7 +84,7 @@ def run_scaling(config: ScalingConfig, out: str | Path, log=print) -> Path:
     for seed in range(config.seeds):
         plan.append((f"self-improve-seed{seed}", ESTIMATE_S["self_improve"]))
         plan += [(f"stage1-{m}x-seed{seed}", ESTIMATE_S["stage1_fixed"] + ESTIMATE_S["stage1_per_100_demos"]
-                  * m * config.unit / 100) for m in config.multiples]
+                  * m * config.unit / 100 + config.stage1_steps(m) / 14) for m in config.multiples]
     progress = Progress(plan, log=log)
     try:
         pool_settings = config.base_settings(0)
@@ -95,7 +101,8 @@ def run_scaling(config: ScalingConfig, out: str | Path, log=print) -> Path:
                 if exp.result(arm):
                     progress.skip(arm)
                     continue
-                stage1_arm(exp, arm, group, dataclasses.replace(settings, demos=multiple * config.unit),
+                stage1_arm(exp, arm, group, dataclasses.replace(settings, demos=multiple * config.unit,
+                                                                sft_steps=config.stage1_steps(multiple)),
                            pool_settings.demo_dir(), config.eval_workers, progress)
     finally:
         progress.close()
@@ -119,16 +126,17 @@ def write_scaling_report(exp: ExperimentDir, config: ScalingConfig) -> Path:
              f"Held-out scenes: {config.eval_episodes} (seeds from 1000001, greedy, at most {config.max_steps} "
              f"policy steps), the same for every arm; success is the simulator's ground truth. "
              f"1x = {config.unit} oracle demos; {config.seeds} training seeds.", "",
-             "| arm | demos | practice episodes (per seed) | success, pooled (95% Wilson) | mean of seeds (95% t) "
-             "| per seed |", "|---|---|---|---|---|---|"]
+             "| arm | demos | Stage 1 steps | practice episodes (per seed) | success, pooled (95% Wilson) "
+             "| mean of seeds (95% t) | per seed |", "|---" * 7 + "|"]
     for g in names:
         if g not in summaries:
-            lines.append(f"| {g} | - | - | not run yet | | |")
+            lines.append(f"| {g} | - | - | - | not run yet | | |")
             continue
         s = summaries[g]
         demos = spent[g][0][0] if spent[g] else 0
         practice = ", ".join(str(p) for _, p in spent[g])
-        lines.append(f"| {g} | {demos} | {practice} | {percent(s.rate)} ({s.successes}/{s.episodes}; "
+        multiple = int(g[:-1]) if g.endswith("x") and g[:-1].isdigit() else 1
+        lines.append(f"| {g} | {demos} | {config.stage1_steps(multiple)} | {practice} | {percent(s.rate)} ({s.successes}/{s.episodes}; "
                      f"{percent(s.pooled_low)}-{percent(s.pooled_high)}) | {percent(s.seed_mean)} "
                      f"({percent(s.seed_low)}-{percent(s.seed_high)}) | "
                      f"{', '.join(percent(r) for r in s.seed_rates)} |")
