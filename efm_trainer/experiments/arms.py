@@ -61,9 +61,14 @@ def self_improve_arm(exp: ExperimentDir, arm: str, settings: SelfImproveSettings
         return done
     progress.start(arm)
     run_settings = dataclasses.replace(settings, out=str(exp.arm_dir(arm) / "run"))
-    # the run's own progress bars would interleave with the experiment's line; its warnings still show
-    logging.getLogger("efm").setLevel(logging.WARNING)
-    SelfImproveRun(run_settings, log=lambda m: progress.bar.write(f"  {arm}: {m}")).run()
+    # the nodes' info lines would interleave with the experiment's progress line; their warnings still show
+    efm_log = logging.getLogger("efm")
+    level = efm_log.level
+    efm_log.setLevel(logging.WARNING)
+    try:
+        SelfImproveRun(run_settings, log=lambda m: progress.bar.write(f"  {arm}: {m}")).run()
+    finally:
+        efm_log.setLevel(level)
     out = run_settings.out_dir
     evaluations = {}
     for line in (out / "evaluations.jsonl").read_text().splitlines():
