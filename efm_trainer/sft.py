@@ -75,6 +75,13 @@ class RunError(ValueError):
     """A run directory that cannot be continued with the settings given."""
 
 
+def _atomic_np_save(array: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")     # runs sharing a feature cache may race
+    with open(tmp, "wb") as handle:
+        np.save(handle, array)
+    os.replace(tmp, path)
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
@@ -201,7 +208,7 @@ class SFTRun:
     def _cache_features(self) -> torch.Tensor:
         """The frozen backbone's features of every frame (fp16), computed once and kept in the run
         directory, so a resumed or repeated run on the same episodes skips the slowest part."""
-        if self.settings.feature_cache and self._spans_cover_frames():
+        if self.settings.feature_cache:
             return self._shared_features()
         config = self.config
         key = hashlib.sha256(json.dumps([self.data.episodes, len(self.data.frames), config.backbone, config.hf_path,
@@ -211,25 +218,9 @@ class SFTRun:
             return torch.from_numpy(np.load(path))
         for stale in self.dir.glob("features-*.npy"):
             stale.unlink()
-        self.model.eval()
-        frames = self.data.frames
-        chunks = []
-        with torch.no_grad():
-            for start in tqdm(range(0, len(frames), 128), desc="frozen backbone features", unit="batch", leave=False):
-                batch = torch.from_numpy(frames[start:start + 128]).unsqueeze(1)
-                chunks.append(self.model.vision_features(batch)[:, 0].half())
-        self.model.train()
-        features = torch.cat(chunks)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as handle:
-            np.save(handle, features.numpy())
-        os.replace(tmp, path)
-        return features
-
-    def _spans_cover_frames(self) -> bool:
-        spans = self.data.frame_spans
-        covered = sum(end - start for start, end in spans)
-        return len(spans) == len(self.data.episodes) and covered == len(self.data.frames)
+        features = self._encode(np.arange(len(self.data.frames)))
+        _atomic_np_save(features, path)
+        return torch.from_numpy(features)
 
     def _shared_features(self) -> torch.Tensor:
         """Per-episode features from ``feature_cache``; only episodes never encoded before are computed."""
@@ -238,31 +229,30 @@ class SFTRun:
                                             config.vision_blocks]).encode()).hexdigest()[:16]
         root = Path(self.settings.feature_cache).expanduser() / layout
         root.mkdir(parents=True, exist_ok=True)
-        frames = self.data.frames
-        paths = [root / f"{hashlib.sha256(frames[a:b].tobytes()).hexdigest()[:32]}.npy"
-                 for a, b in self.data.frame_spans]
+        frames, spans = self.data.frames, self.data.frame_spans
+        paths = [root / f"{hashlib.sha256(frames[a:b].tobytes()).hexdigest()[:32]}.npy" for a, b in spans]
         missing = [i for i, path in enumerate(paths) if not path.is_file()]
         self.log(f"frozen backbone features: {len(paths) - len(missing)} of {len(paths)} episodes cached in {root}")
         if missing:
-            # the missing episodes' frames in full 128-frame batches: one batch shape, as oneDNN prepares each
-            # new shape anew (about a second each), and a per-episode batch would be a new shape every time
-            index = np.concatenate([np.arange(*self.data.frame_spans[i]) for i in missing])
-            self.model.eval()
-            with torch.no_grad():
-                computed = torch.cat([
-                    self.model.vision_features(torch.from_numpy(frames[index[a:a + 128]]).unsqueeze(1))[:, 0].half()
-                    for a in tqdm(range(0, len(index), 128), desc="frozen backbone features", unit="batch",
-                                  leave=False)]).numpy()
-            self.model.train()
+            computed = self._encode(np.concatenate([np.arange(*spans[i]) for i in missing]))
             offset = 0
             for i in missing:
-                start, end = self.data.frame_spans[i]
-                tmp = paths[i].with_name(f"{paths[i].stem}.{os.getpid()}.tmp")
-                with open(tmp, "wb") as handle:
-                    np.save(handle, computed[offset:offset + end - start])
-                os.replace(tmp, paths[i])
+                start, end = spans[i]
+                _atomic_np_save(computed[offset:offset + end - start], paths[i])
                 offset += end - start
         return torch.from_numpy(np.concatenate([np.load(path) for path in paths]))
+
+    def _encode(self, index: np.ndarray) -> np.ndarray:
+        """fp16 backbone features of ``frames[index]``, in full 128-frame batches: one batch shape, as oneDNN
+        prepares each new shape anew (about a second each)."""
+        frames = self.data.frames
+        self.model.eval()
+        with torch.no_grad():
+            chunks = [self.model.vision_features(torch.from_numpy(frames[index[a:a + 128]]).unsqueeze(1))[:, 0].half()
+                      for a in tqdm(range(0, len(index), 128), desc="frozen backbone features", unit="batch",
+                                    leave=False)]
+        self.model.train()
+        return torch.cat(chunks).numpy()
 
     # -- training -----------------------------------------------------------------------------
     def _inputs(self, index: np.ndarray):

@@ -44,7 +44,8 @@ class SFTData:
     instructions: list[str]
     episodes: list[str]             # episode ids
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (episode, why)
-    # [start, end) of each kept episode's frames in ``frames`` (an episode's frames are contiguous)
+    # [start, end) of each kept episode's frames in ``frames``: contiguous, and together every frame (a skipped or
+    # half-read episode leaves none behind)
     frame_spans: list[tuple[int, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
