@@ -69,7 +69,7 @@ class TrainerBridge(Node):
         model_dir = p("model_dir", type="string", description="the robot's starting model (spec to compare)").value
         # PNG: the learner recomputes log pi from the stored frames, and JPEG q90 moves it by ~0.3 nats
         # from what the robot sampled (bench/RESULTS_stage2.md); lossless frames make the two agree exactly.
-        cameras, proprio, jpeg_quality, image_format = declare_recording_parameters(self, image_format="png")
+        recording_params = declare_recording_parameters(self, image_format="png")
         max_bytes = p("spool_max_bytes", 20 << 30, min=1, description="spool byte budget").value
         min_free = p("min_free_bytes", 2 << 30, min=0, description="warn below this free disk space").value
         poll_s = p("poll_s", 10.0, min=0.01, description="seconds between version polls").value
@@ -96,7 +96,8 @@ class TrainerBridge(Node):
             self.sync = PolicySync(LearnerClient(learner_url, token), models_dir, model_dir, log)
         except (ValueError, OSError, KeyError) as exc:
             raise ParameterError(f"node {self.get_fully_qualified_name()}: {exc}") from None
-        self.recording = EpisodeRecording(spool_dir, robot, jpeg_quality, log, image_format=image_format,
+        self.recording = EpisodeRecording(spool_dir, robot, recording_params.jpeg_quality, log,
+                                          image_format=recording_params.image_format,
                                           on_finished=self._on_finished,
                                           on_labelled=self._on_labelled, label_lock=self.uploader.lock,
                                           on_closing=self._hold)
@@ -109,7 +110,7 @@ class TrainerBridge(Node):
         self._stop, self._wake = threading.Event(), threading.Event()
         self._version_pub = self.create_publisher(PolicyVersion, VERSION_TOPIC, LATCHED)
         self._load_client = self.create_client(LoadPolicy, LOAD_SERVICE)
-        subscribe_recording(self, self.recording, cameras, proprio)
+        subscribe_recording(self, self.recording, recording_params)
         # a new task also releases the previous episode: its labelling window is over
         self.create_subscription(Task, "task", lambda _msg: self._release_all(), COMMANDS)
         self.create_wall_timer(HOUSEKEEPING_S, self._housekeeping)

@@ -18,6 +18,8 @@ Run: ``ros2 run efm episode_recorder --ros-args -p out_dir:=/data/episodes`` or 
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from efm_runtime import COMMANDS, LATCHED, SENSOR_DATA, Node, NodeOptions, ParameterError, get_message, run_node
 
 from .episodes import IMAGE_FORMATS
@@ -36,8 +38,16 @@ Bool = get_message("std_msgs/msg/Bool")
 PROPRIO_TYPES = {"effector": PointStamped, "joint_states": JointState}
 
 
-def declare_recording_parameters(node: Node, image_format: str = "jpeg") -> tuple[list[str], str, int, str]:
-    """cameras, proprio_topic, jpeg_quality, image_format: the parameters every recording node shares."""
+class RecordingParameters(NamedTuple):
+    cameras: list[str]
+    proprio: str
+    jpeg_quality: int
+    image_format: str
+    record_ground_truth: bool
+
+
+def declare_recording_parameters(node: Node, image_format: str = "jpeg") -> RecordingParameters:
+    """The parameters every recording node shares."""
     cameras = node.declare_parameter("cameras", ["top"], description="camera names to record").value
     proprio = node.declare_parameter("proprio_topic", "effector", description="effector or joint_states").value
     jpeg_quality = node.declare_parameter("jpeg_quality", 90, min=10, max=100,
@@ -45,19 +55,21 @@ def declare_recording_parameters(node: Node, image_format: str = "jpeg") -> tupl
     image_format = node.declare_parameter(
         "image_format", image_format, description="jpeg (small, lossy) or png (lossless, about 2x the bytes): "
                                                   "stored frames").value
+    ground_truth = node.declare_parameter(
+        "record_ground_truth", False, description="also record sim/ground_truth_success (simulation only)").value
     if proprio not in PROPRIO_TYPES:
         raise ParameterError(f"parameter 'proprio_topic' must be one of {sorted(PROPRIO_TYPES)}, got {proprio!r}")
     if image_format not in IMAGE_FORMATS:
         raise ParameterError(f"parameter 'image_format' must be one of {', '.join(IMAGE_FORMATS)}, "
                              f"got {image_format!r}")
-    return list(cameras), proprio, int(jpeg_quality), image_format
+    return RecordingParameters(list(cameras), proprio, int(jpeg_quality), image_format, bool(ground_truth))
 
 
-def subscribe_recording(node: Node, recording: EpisodeRecording, cameras: list[str], proprio: str) -> None:
-    """Connect a node's topics to a recording core (and, when its ``record_ground_truth`` parameter is set,
-    the simulator's ``sim/ground_truth_success``: experiments score the success detector against it)."""
-    if node.declare_parameter("record_ground_truth", False,
-                              description="also record sim/ground_truth_success (simulation only)").value:
+def subscribe_recording(node: Node, recording: EpisodeRecording, params: RecordingParameters) -> None:
+    """Connect a node's topics to a recording core (with ``record_ground_truth``, also the simulator's
+    ``sim/ground_truth_success``: experiments score the success detector against it)."""
+    cameras, proprio = params.cameras, params.proprio
+    if params.record_ground_truth:
         node.create_subscription(Bool, "sim/ground_truth_success", recording.on_ground_truth, COMMANDS)
     node.create_subscription(Task, "task", recording.on_task, COMMANDS)
     node.create_subscription(EpisodeStatus, "episode", recording.on_episode, COMMANDS)
@@ -83,10 +95,11 @@ class EpisodeRecorder(Node):
         super().__init__(self.default_name, options)
         out_dir = self.declare_parameter("out_dir", type="string",
                                          description="dataset directory episodes are written to").value
-        cameras, proprio, jpeg_quality, image_format = declare_recording_parameters(self)
+        params = declare_recording_parameters(self)
         self._recording = EpisodeRecording(out_dir, robot=self.get_namespace().strip("/"),
-                                           jpeg_quality=jpeg_quality, log=node_log(self), image_format=image_format)
-        subscribe_recording(self, self._recording, cameras, proprio)
+                                           jpeg_quality=params.jpeg_quality, log=node_log(self),
+                                           image_format=params.image_format)
+        subscribe_recording(self, self._recording, params)
 
     @property
     def recording(self) -> bool:
