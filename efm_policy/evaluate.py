@@ -68,12 +68,8 @@ def evaluate_policy(model_dir: str, env_name: str, task_family: str = "", episod
     if workers > 1 and episodes > 1:
         return _evaluate_in_processes(model_dir, env_name, task_family, episodes, first_seed, greedy, temperature,
                                       max_policy_steps, on_episode, workers)
-    from efm_sim.registry import make_env
-
     runtime = PolicyRuntime(model_dir, log=log)
-    env = make_env(env_name, cameras=list(runtime.config.cameras))
-    if runtime.config.embodiment not in ("", env_name, env.name):
-        raise ValueError(f"{model_dir} is a {runtime.config.embodiment!r} model; it cannot drive {env_name!r}")
+    env = _open_env(model_dir, runtime.config, env_name)
     robot = SimRobot(env)
     results = []
     try:
@@ -84,6 +80,17 @@ def evaluate_policy(model_dir: str, env_name: str, task_family: str = "", episod
     finally:
         env.close()
     return results
+
+
+def _open_env(model_dir: str, config, env_name: str):
+    """The simulator with the model's cameras; refuses a model made for another embodiment."""
+    from efm_sim.registry import make_env
+
+    env = make_env(env_name, cameras=list(config.cameras))
+    if config.embodiment not in ("", env_name, env.name):
+        env.close()
+        raise ValueError(f"{model_dir} is a {config.embodiment!r} model; it cannot drive {env_name!r}")
+    return env
 
 
 def summarize(results: list[EpisodeResult]) -> dict:
@@ -102,11 +109,9 @@ def _start_worker(model_dir: str, env_name: str) -> None:
     import os
 
     os.environ.setdefault("EFM_ORT_THREADS", "1")
-    from efm_sim.registry import make_env
-
     global _worker
     runtime = PolicyRuntime(model_dir, log=lambda _m: None)
-    _worker = (runtime, SimRobot(make_env(env_name, cameras=list(runtime.config.cameras))))
+    _worker = (runtime, SimRobot(_open_env(model_dir, runtime.config, env_name)))
 
 
 def _worker_episode(seed: int, task_family: str, greedy: bool, temperature: float,
@@ -122,13 +127,8 @@ def _evaluate_in_processes(model_dir, env_name, task_family, episodes, first_see
 
     from .manifest import read_manifest
 
-    from efm_sim.registry import make_env
-
-    config = read_manifest(model_dir).config       # a bad model directory fails here, not in every worker
-    env = make_env(env_name, cameras=list(config.cameras))
-    env.close()
-    if config.embodiment not in ("", env_name, env.name):
-        raise ValueError(f"{model_dir} is a {config.embodiment!r} model; it cannot drive {env_name!r}")
+    # a bad model directory or embodiment fails here, not in every worker
+    _open_env(model_dir, read_manifest(model_dir).config, env_name).close()
     # spawn: the parent may hold ONNX Runtime and torch thread pools, which do not survive a fork
     with ProcessPoolExecutor(min(workers, episodes), mp_context=multiprocessing.get_context("spawn"),
                              initializer=_start_worker, initargs=(model_dir, env_name)) as pool:
