@@ -313,7 +313,7 @@ class Learner:
                     "updating": self._thread is not None, "episodes_total": len(self.records),
                     "episodes_per_version": counts, "success_rate_per_version": rates,
                     "evaluations": self.state["evaluations"],
-                    "pending_steps": sum(self.records[e]["steps"] for e in pending),
+                    "pending_steps": self._steps(pending),
                     "steps_per_update": self.settings.steps_per_update,
                     "episodes_per_update": self.settings.episodes_per_update, "last_error": self.last_error}
 
@@ -417,15 +417,17 @@ class Learner:
     def _enough_for_update(self, pending: list[str]) -> bool:
         if self.settings.episodes_per_update:
             return len(pending) >= self.settings.episodes_per_update
-        return sum(self.records[e]["steps"] for e in pending) >= self.settings.steps_per_update
+        return self._steps(pending) >= self.settings.steps_per_update
 
     def _sgd_steps(self, episodes: list[str]) -> int:
         """The setting, or with 0 one pass over the update's actions, as the paper's 32 x 64 over 2048 steps: an
         update counted in episodes has fewer samples, and several passes over them overfit the little data."""
         if self.settings.sgd_steps:
             return self.settings.sgd_steps
-        steps = sum(self.records[e]["steps"] for e in episodes)
-        return max(1, -(-steps // self.settings.batch_size))
+        return max(1, -(-self._steps(episodes) // self.settings.batch_size))
+
+    def _steps(self, episodes: list[str]) -> int:
+        return sum(self.records[e]["steps"] for e in episodes)
 
     def _maybe_start_update(self) -> None:
         """Under the lock: plan an update when the current version has collected enough steps."""
