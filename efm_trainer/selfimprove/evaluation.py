@@ -58,6 +58,15 @@ class EvaluationLog:
                 found[entry.version] = entry
         return found
 
+    def episodes(self) -> dict[str, list[dict]]:
+        """Each version's evaluation episodes, as ``evaluations.csv`` rows (strings)."""
+        found: dict[str, list[dict]] = {}
+        if self.episodes_path.is_file():
+            with open(self.episodes_path, newline="") as handle:
+                for row in csv.DictReader(handle):
+                    found.setdefault(row["version"], []).append(row)
+        return found
+
     def append(self, evaluation: VersionEvaluation, episodes: list) -> None:
         new_csv = not self.episodes_path.is_file()
         with open(self.episodes_path, "a", newline="") as handle:

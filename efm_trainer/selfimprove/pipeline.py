@@ -73,16 +73,10 @@ class SelfImproveRun:
         return link_demo_subset(directory, s.demos, self.out / "demos")
 
     def stage1(self, demo_dir: Path) -> Path:
-        from efm_trainer.sft import SFTRun, SFTSettings
+        from efm_trainer.sft import SFTRun
 
         s = self.settings
-        run = SFTRun(SFTSettings(data=[str(demo_dir)], out=str(self.out / "sft"), max_steps=s.sft_steps,
-                                 batch_size=s.sft_batch_size, lr=s.sft_lr, action_bins=s.action_bins,
-                                 vision_blocks=s.vision_blocks, image_size=s.image_size, backbone=s.backbone,
-                                 d_model=s.d_model, layers=s.layers, seed=s.seed,
-                                 feature_cache=str(s.feature_cache()),
-                                 eval_every=max(100, s.sft_steps // 4), checkpoint_every=max(100, s.sft_steps // 4)),
-                     log=self.log)
+        run = SFTRun(s.sft_settings(demo_dir, self.out / "sft"), log=self.log)
         if run.step < s.sft_steps:
             metrics = run.train()
             self.log("Stage 1 done: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()

@@ -93,6 +93,18 @@ class SelfImproveSettings:
     def feature_cache(self) -> Path:
         return Path(self.cache).expanduser().resolve() / "features"
 
+    def sft_settings(self, data_dir: Path, out_dir: Path, eval_every: int | None = None):
+        """Stage 1 on ``data_dir`` as this run trains it (validation and checkpoints every quarter by default)."""
+        from efm_trainer.sft import SFTSettings
+
+        quarter = max(100, self.sft_steps // 4)
+        return SFTSettings(data=[str(data_dir)], out=str(out_dir), max_steps=self.sft_steps,
+                           batch_size=self.sft_batch_size, lr=self.sft_lr, action_bins=self.action_bins,
+                           vision_blocks=self.vision_blocks, image_size=self.image_size, backbone=self.backbone,
+                           d_model=self.d_model, layers=self.layers, seed=self.seed,
+                           feature_cache=str(self.feature_cache()), eval_every=eval_every or quarter,
+                           checkpoint_every=quarter)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
