@@ -2,24 +2,31 @@
 then practice), both scored on the same held-out scenes by the simulator's ground truth."""
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
+from ..selfimprove.evaluation import EvaluationLog
 from ..selfimprove.pipeline import INITIAL_VERSION, SelfImproveRun, link_demo_subset
 from ..selfimprove.settings import EVAL_FIRST_SEED, SelfImproveSettings
 from .common import ExperimentDir, Progress
 
 
+def practice_settings(*, episodes_per_update: int, updates: int, **fields) -> SelfImproveSettings:
+    """A self-improve run as the experiments make it: an update every ``episodes_per_update`` practice episodes,
+    one pass over each update's actions, every version evaluated, practice stopped after ``updates`` updates
+    (``practice_episodes`` is then only a bound)."""
+    return SelfImproveSettings(episodes_per_update=episodes_per_update, updates=updates, sgd_steps=0,
+                               evaluate_every_version=True, practice_episodes=10 * updates * episodes_per_update,
+                               **fields)
+
+
 def stage1_arm(exp: ExperimentDir, arm: str, group: str, settings: SelfImproveSettings, demo_pool: Path,
                eval_workers: int, progress: Progress) -> dict:
     """SFT on the first ``settings.demos`` demos of the pool, export, evaluate greedily on the held-out scenes."""
-    from efm_policy.evaluate import evaluate_policy
     from efm_policy.export import export_model
     from efm_policy.manifest import MANIFEST
-    from efm_trainer.sft import SFTRun, SFTSettings
+    from efm_trainer.sft import SFTRun
 
     done = exp.result(arm)
     if done:
@@ -28,25 +35,32 @@ def stage1_arm(exp: ExperimentDir, arm: str, group: str, settings: SelfImproveSe
     s = settings
     directory = exp.arm_dir(arm)
     data = link_demo_subset(demo_pool, s.demos, directory / "demos")
-    run = SFTRun(SFTSettings(data=[str(data)], out=str(directory / "sft"), max_steps=s.sft_steps,
-                             batch_size=s.sft_batch_size, lr=s.sft_lr, action_bins=s.action_bins,
-                             vision_blocks=s.vision_blocks, image_size=s.image_size, backbone=s.backbone,
-                             d_model=s.d_model, layers=s.layers, seed=s.seed, feature_cache=str(s.feature_cache()),
-                             eval_every=s.sft_steps, checkpoint_every=max(100, s.sft_steps // 4)),
-                 log=lambda _m: None)
+    # validation only at the end: the arm's figure is its evaluation
+    run = SFTRun(s.sft_settings(data, directory / "sft", eval_every=s.sft_steps), log=lambda _m: None)
     if run.step < s.sft_steps:
         run.train()
     model = directory / "model"
     if not (model / MANIFEST).is_file():
         export_model(directory / "sft", model, version=arm, log=lambda _m: None)
-    results = evaluate_policy(str(model), s.env, s.task, s.eval_episodes, EVAL_FIRST_SEED, greedy=True,
-                              max_policy_steps=s.max_steps, log=lambda _m: None, workers=eval_workers)
-    successes = sum(r.success for r in results)
-    result = {"arm": arm, "group": group, "training_seed": s.seed, "demos": s.demos, "practice_episodes": 0,
-              "version": arm, "episodes": len(results), "successes": successes}
-    exp.finish(arm, result, (_row(result, r.seed, r.instruction, r.success, r.policy_steps) for r in results))
-    progress.done(arm, f"{successes}/{len(results)} on held-out scenes")
+    result = evaluation_arm(exp, {"arm": arm, "group": group, "training_seed": s.seed, "demos": s.demos,
+                                  "practice_episodes": 0, "version": arm},
+                            model, s, EVAL_FIRST_SEED, eval_workers)
+    progress.done(arm, f"{result['successes']}/{result['episodes']} on held-out scenes")
     return result
+
+
+def evaluation_arm(exp: ExperimentDir, fields: dict, model_dir: Path, settings: SelfImproveSettings,
+                   first_seed: int, workers: int) -> dict:
+    """Evaluate ``model_dir`` greedily on ``settings.eval_episodes`` scenes from ``first_seed`` and finish the
+    arm ``fields["arm"]`` with them."""
+    from efm_policy.evaluate import evaluate_policy
+
+    s = settings
+    results = evaluate_policy(str(model_dir), s.env, s.task, s.eval_episodes, first_seed, greedy=True,
+                              max_policy_steps=s.max_steps, log=lambda _m: None, workers=workers)
+    result = {**fields, "episodes": len(results), "successes": sum(r.success for r in results)}
+    return exp.finish(fields["arm"], result,
+                      (episode_row(result, r.seed, r.instruction, r.success, r.policy_steps) for r in results))
 
 
 def self_improve_arm(exp: ExperimentDir, arm: str, settings: SelfImproveSettings,
@@ -70,15 +84,8 @@ def self_improve_arm(exp: ExperimentDir, arm: str, settings: SelfImproveSettings
     finally:
         efm_log.setLevel(level)
     out = run_settings.out_dir
-    evaluations = {}
-    for line in (out / "evaluations.jsonl").read_text().splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            evaluations[entry["version"]] = entry
-    episodes: dict[str, list[dict]] = {}
-    with open(out / "evaluations.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            episodes.setdefault(row["version"], []).append(row)
+    store = EvaluationLog(out)
+    evaluations, episodes = store.load(), store.episodes()
     results = []
     for group, version in versions.items():
         if version not in evaluations:
@@ -86,10 +93,9 @@ def self_improve_arm(exp: ExperimentDir, arm: str, settings: SelfImproveSettings
                                f"(evaluated: {', '.join(sorted(evaluations)) or 'none'}); see {out / 'learner.log'}")
         entry = evaluations[version]
         result = {"arm": names[group], "group": group, "training_seed": settings.seed, "demos": settings.demos,
-                  "practice_episodes": 0 if version == INITIAL_VERSION else int(entry["practice_episodes"]),
-                  "version": version, "episodes": entry["episodes"], "successes": entry["successes"],
-                  "run": str(out)}
-        rows = (_row(result, int(r["seed"]), r["instruction"], int(r["success"]), int(r["policy_steps"]))
+                  "practice_episodes": 0 if version == INITIAL_VERSION else entry.practice_episodes,
+                  "version": version, "episodes": entry.episodes, "successes": entry.successes, "run": str(out)}
+        rows = (episode_row(result, int(r["seed"]), r["instruction"], int(r["success"]), int(r["policy_steps"]))
                 for r in episodes[version])
         results.append(exp.finish(names[group], result, rows))
     summary = ", ".join(f"{r['group']} {r['successes']}/{r['episodes']}" for r in results)
@@ -97,7 +103,7 @@ def self_improve_arm(exp: ExperimentDir, arm: str, settings: SelfImproveSettings
     return results
 
 
-def _row(result: dict, seed: int, instruction: str, success: bool, steps: int) -> dict:
+def episode_row(result: dict, seed: int, instruction: str, success: bool, steps: int) -> dict:
     return {"arm": result["arm"], "group": result["group"], "training_seed": result["training_seed"],
             "demos": result["demos"], "practice_episodes": result["practice_episodes"], "version": result["version"],
             "eval_seed": seed, "instruction": instruction, "success": int(success), "policy_steps": steps}

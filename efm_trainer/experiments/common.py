@@ -172,7 +172,7 @@ def summarise(rows: Sequence[dict]) -> ArmSummary:
         half = T95.get(len(rates) - 1, 1.96) * sd / math.sqrt(len(rates))
     else:
         half = float("nan")
-    seed_low, seed_high = (half, half) if half != half else (max(0.0, mean - half), min(1.0, mean + half))
+    seed_low, seed_high = (half, half) if math.isnan(half) else (max(0.0, mean - half), min(1.0, mean + half))
     return ArmSummary(episodes, successes, successes / episodes if episodes else 0.0, low, high, rates, mean,
                       seed_low, seed_high)
 
@@ -206,4 +206,4 @@ def paired_difference(a: Sequence[dict], b: Sequence[dict]) -> PairedDifference:
 
 
 def percent(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.1f}%"
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}%"

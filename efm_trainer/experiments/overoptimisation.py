@@ -20,7 +20,7 @@ from efm_runtime.errors import EfmUserError
 from ..selfimprove.evaluation import wilson_interval
 from ..selfimprove.pipeline import INITIAL_VERSION
 from ..selfimprove.settings import EVAL_FIRST_SEED, SelfImproveSettings
-from .arms import self_improve_arm
+from .arms import evaluation_arm, practice_settings, self_improve_arm
 from .common import ExperimentDir, Progress, percent
 from .practice_truth import RULES, judge, rule_summary, run_signals, stopping_point
 
@@ -49,26 +49,24 @@ class OveroptimisationConfig:
             raise EfmUserError("--updates must be at least 2 and --episodes-per-update at least 1")
 
     def settings(self) -> SelfImproveSettings:
-        return SelfImproveSettings(
-            env=self.env, task=self.task, cache=self.cache, seed=self.seed, demos=self.demos,
-            sft_steps=self.sft_steps, robots=self.robots, max_steps=self.max_steps, eval_episodes=self.eval_episodes,
-            eval_workers=self.eval_workers, evaluate_every_version=True, sgd_steps=0,
-            episodes_per_update=self.episodes_per_update, updates=self.updates,
-            rl_lr=self.rl_lr, practice_episodes=10 * self.updates * self.episodes_per_update)
+        return practice_settings(
+            episodes_per_update=self.episodes_per_update, updates=self.updates, env=self.env, task=self.task,
+            cache=self.cache, seed=self.seed, demos=self.demos, sft_steps=self.sft_steps, robots=self.robots,
+            max_steps=self.max_steps, eval_episodes=self.eval_episodes, eval_workers=self.eval_workers,
+            rl_lr=self.rl_lr)
 
     def versions(self) -> list[str]:
         return [INITIAL_VERSION] + [f"rl-{i:04d}" for i in range(1, self.updates + 1)]
 
 
 def run_overoptimisation(config: OveroptimisationConfig, out: str | Path, log=print) -> Path:
-    from efm_policy.evaluate import evaluate_policy
-
     exp = ExperimentDir(out, "overoptimisation", dataclasses.asdict(config))
     versions = config.versions()
     plan = [("self-improve", 90.0 * config.updates + 200.0)] + [(f"confirm-{v}", 30.0) for v in versions]
     progress = Progress(plan, log=log)
     try:
-        self_improve_arm(exp, "self-improve", config.settings(), {v: v for v in versions}, progress)
+        settings = config.settings()
+        self_improve_arm(exp, "self-improve", settings, {v: v for v in versions}, progress)
         run_dir = exp.root / "arms" / "self-improve" / "run"
         for version in versions:
             arm = f"confirm-{version}"
@@ -76,16 +74,11 @@ def run_overoptimisation(config: OveroptimisationConfig, out: str | Path, log=pr
                 progress.skip(arm)
                 continue
             progress.start(arm)
-            results = evaluate_policy(str(run_dir / "learner" / "versions" / version), config.env, config.task,
-                                      config.eval_episodes, CONFIRM_FIRST_SEED, greedy=True,
-                                      max_policy_steps=config.max_steps, log=lambda _m: None,
-                                      workers=config.eval_workers)
             first = exp.result(f"self-improve-{version}")
-            result = {"arm": arm, "group": f"{version} (set B)", "training_seed": config.seed,
-                      "demos": config.demos, "practice_episodes": first["practice_episodes"], "version": version,
-                      "episodes": len(results), "successes": sum(r.success for r in results)}
-            exp.finish(arm, result, ({**result, "eval_seed": r.seed, "instruction": r.instruction,
-                                      "success": int(r.success), "policy_steps": r.policy_steps} for r in results))
+            result = evaluation_arm(
+                exp, {"arm": arm, "group": f"{version} (set B)", "training_seed": config.seed, "demos": config.demos,
+                      "practice_episodes": first["practice_episodes"], "version": version},
+                run_dir / "learner" / "versions" / version, settings, CONFIRM_FIRST_SEED, config.eval_workers)
             progress.done(arm, f"{result['successes']}/{result['episodes']} on set B")
     finally:
         progress.close()

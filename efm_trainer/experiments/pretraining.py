@@ -20,7 +20,7 @@ from efm_runtime.errors import EfmUserError
 
 from ..selfimprove.pipeline import INITIAL_VERSION
 from ..selfimprove.settings import SelfImproveSettings
-from .arms import self_improve_arm
+from .arms import practice_settings, self_improve_arm
 from .common import ExperimentDir, Progress, paired_difference, percent, summarise
 
 BACKBONES = ("small", "scratch")
@@ -53,13 +53,11 @@ class PretrainingConfig:
 
     def settings(self, backbone: str, seed: int) -> SelfImproveSettings:
         per_update = max(1, round(self.demos * self.practice_fraction))
-        return SelfImproveSettings(
-            env=self.env, task=self.task, cache=self.cache, seed=seed, demos=self.demos, sft_steps=self.sft_steps,
-            sft_batch_size=self.sft_batch_size, image_size=self.image_size, vision_blocks=self.vision_blocks,
-            backbone=backbone, robots=self.robots, max_steps=self.max_steps, eval_episodes=self.eval_episodes,
-            episodes_per_update=per_update, updates=2, eval_workers=self.eval_workers,
-            evaluate_every_version=True, sgd_steps=0,
-            practice_episodes=20 * per_update)
+        return practice_settings(
+            episodes_per_update=per_update, updates=2, env=self.env, task=self.task, cache=self.cache, seed=seed,
+            demos=self.demos, sft_steps=self.sft_steps, sft_batch_size=self.sft_batch_size,
+            image_size=self.image_size, vision_blocks=self.vision_blocks, backbone=backbone, robots=self.robots,
+            max_steps=self.max_steps, eval_episodes=self.eval_episodes, eval_workers=self.eval_workers)
 
 
 def group(backbone: str, stage: str) -> str:

@@ -20,7 +20,7 @@ from efm_runtime.errors import EfmUserError
 
 from ..selfimprove.pipeline import INITIAL_VERSION
 from ..selfimprove.settings import SelfImproveSettings
-from .arms import self_improve_arm, stage1_arm
+from .arms import practice_settings, self_improve_arm, stage1_arm
 from .common import ExperimentDir, Progress, paired_difference, percent, summarise
 
 # seconds per arm on the 2-core development machine, for the time-left estimate only
@@ -62,12 +62,10 @@ class ScalingConfig:
         return min(self.sft_max_steps, max(self.sft_steps, round(self.sft_steps * multiple / 2)))
 
     def base_settings(self, seed: int) -> SelfImproveSettings:
-        return SelfImproveSettings(
-            env=self.env, task=self.task, cache=self.cache, seed=seed, demos=self.unit, sft_steps=self.sft_steps,
-            robots=self.robots, max_steps=self.max_steps, eval_episodes=self.eval_episodes,
-            episodes_per_update=self.episodes_per_update, updates=2, eval_workers=self.eval_workers,
-            evaluate_every_version=True, sgd_steps=0,
-            practice_episodes=20 * self.episodes_per_update)   # a bound; the run stops after its two updates
+        return practice_settings(
+            episodes_per_update=self.episodes_per_update, updates=2, env=self.env, task=self.task, cache=self.cache,
+            seed=seed, demos=self.unit, sft_steps=self.sft_steps, robots=self.robots, max_steps=self.max_steps,
+            eval_episodes=self.eval_episodes, eval_workers=self.eval_workers)
 
 
 def groups(config: ScalingConfig) -> list[str]:
@@ -136,9 +134,9 @@ def write_scaling_report(exp: ExperimentDir, config: ScalingConfig) -> Path:
         demos = spent[g][0][0] if spent[g] else 0
         practice = ", ".join(str(p) for _, p in spent[g])
         multiple = int(g[:-1]) if g.endswith("x") and g[:-1].isdigit() else 1
-        lines.append(f"| {g} | {demos} | {config.stage1_steps(multiple)} | {practice} | {percent(s.rate)} ({s.successes}/{s.episodes}; "
-                     f"{percent(s.pooled_low)}-{percent(s.pooled_high)}) | {percent(s.seed_mean)} "
-                     f"({percent(s.seed_low)}-{percent(s.seed_high)}) | "
+        lines.append(f"| {g} | {demos} | {config.stage1_steps(multiple)} | {practice} | {percent(s.rate)} "
+                     f"({s.successes}/{s.episodes}; {percent(s.pooled_low)}-{percent(s.pooled_high)}) | "
+                     f"{percent(s.seed_mean)} ({percent(s.seed_low)}-{percent(s.seed_high)}) | "
                      f"{', '.join(percent(r) for r in s.seed_rates)} |")
     comparisons = [(names[1], f"{config.multiples[-1]}x"), (names[2], f"{config.multiples[-1]}x"),
                    (names[1], "1x"), (names[2], "1x")]
