@@ -48,6 +48,13 @@ def test_experiment_dir_resumes_only_with_the_same_configuration(tmp_path):
     assert len((tmp_path / "commands.txt").read_text().splitlines()) == 2
 
 
+def test_scaling_refuses_multiples_below_two_naming_the_option():
+    from efm_trainer.experiments.scaling import ScalingConfig
+
+    with pytest.raises(EfmUserError, match="--multiples 1 8: each must be 2 or more"):
+        ScalingConfig(multiples=(1, 8))
+
+
 def test_time_left_follows_the_estimates_and_skips_finished_arms():
     progress = Progress([("a", 60.0), ("b", 120.0), ("c", 60.0)], log=lambda _m: None)
     assert progress.time_left() == "about 4 min left"

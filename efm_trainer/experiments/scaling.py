@@ -47,6 +47,9 @@ class ScalingConfig:
         self.multiples = tuple(int(m) for m in self.multiples)
         if self.unit < 10:
             raise EfmUserError(f"--unit {self.unit}: at least 10 demos, so that 10% of it is an episode")
+        if not self.multiples or min(self.multiples) < 2:
+            raise EfmUserError(f"--multiples {' '.join(map(str, self.multiples))}: each must be 2 or more "
+                               "(1x is the self-improvement arms' own Stage 1)")
         if self.seeds < 1 or self.eval_episodes < 1:
             raise EfmUserError("--seeds and --eval-episodes must be at least 1")
         if not 0 < self.practice_fraction <= 1:
